@@ -1,0 +1,1 @@
+"""INT8 calibration: calibration sets, static quantisation, and the accuracy gate."""

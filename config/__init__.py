@@ -1,0 +1,1 @@
+"""Typed, validated configuration for the daemon, plus example files and the event schema."""

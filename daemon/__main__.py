@@ -1,0 +1,3 @@
+from facewatch.cli.main import main
+
+raise SystemExit(main())
