@@ -1,0 +1,1 @@
+"""Face embeddings: aligned crops in, L2-normalised identity vectors out."""

@@ -42,6 +42,13 @@ class OnnxRuntimeRunner:
         outputs = self._session.run(self.output_names, inputs)
         return dict(zip(self.output_names, outputs))
 
+    def input_shape(self, name: str) -> list[int | str] | None:
+        """The declared shape of an input, free axes as their names."""
+        for i in self._session.get_inputs():
+            if i.name == name:
+                return [d if isinstance(d, int) else str(d) for d in i.shape]
+        return None
+
 
 def _providers(options: BackendOptions, available: list[str]) -> list[str]:
     if options.device == "cuda":

@@ -1,0 +1,7 @@
+"""placeholder"""
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    pass

@@ -1,0 +1,64 @@
+"""`facewatch` — one console script, one subcommand per job.
+
+Each subcommand lives in its own module with `register(subparsers, common)`; `main` only parses,
+sets up logging and turns user errors into one line and an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from facewatch import __version__
+from facewatch.errors import EXIT_BAD_INPUT, EXIT_FAILURE, FacewatchError
+
+_COMMAND_MODULES = ("models", "oneshot", "gallery", "evaluate", "bench", "doctor", "daemon")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true",
+                        help="print exactly one JSON document on stdout (logs go to stderr)")
+    common.add_argument("--models", type=Path, metavar="DIR",
+                        help="models directory (default: $FACEWATCH_MODELS or the per-user data dir)")
+    common.add_argument("--threads", type=int, default=2, metavar="N",
+                        help="ONNX Runtime intra-op threads per model (default: 2)")
+    common.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+
+    parser = argparse.ArgumentParser(prog="facewatch", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--version", action="version", version=f"facewatch {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    import importlib
+
+    for name in _COMMAND_MODULES:
+        importlib.import_module(f"facewatch.cli.{name}").register(sub, common)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    wants_json = "--json" in argv
+    args = parser.parse_args(argv)  # argparse exits 2 with usage on bad arguments
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.handler(args) or 0)
+    except FacewatchError as exc:
+        return _fail(str(exc), exc.exit_code, wants_json)
+    except KeyboardInterrupt:
+        return _fail("interrupted", EXIT_FAILURE, wants_json)
+
+
+def _fail(message: str, code: int, wants_json: bool) -> int:
+    line = " ".join(message.split())  # one line, whatever the message held
+    sys.stderr.write(f"facewatch: error: {line}\n")
+    if wants_json:
+        sys.stdout.write(json.dumps({"error": line, "exit_code": code}) + "\n")
+    return code if code else EXIT_BAD_INPUT

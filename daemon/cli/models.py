@@ -1,0 +1,53 @@
+"""`facewatch models fetch|list`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from facewatch.cli.common import store_from
+from facewatch.cli.output import emit
+from facewatch.engines.store import default_models_dir
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("models", help="fetch public weights and build the ONNX models")
+    msub = p.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    f = msub.add_parser("fetch", parents=[common], help="get the pinned weights and build models")
+    f.add_argument("--from", dest="from_dir", type=Path, metavar="DIR",
+                   help="import the weight files from this directory instead of downloading")
+    f.add_argument("--dest", type=Path, metavar="DIR",
+                   help="where to put the models (default: --models, $FACEWATCH_MODELS, or "
+                        "the per-user data dir)")
+    f.add_argument("--mirror", metavar="URL",
+                   help="fetch GitHub files from this mirror (URL/<owner>/<repo>/<commit>/<path>)")
+    f.set_defaults(handler=_fetch)
+    ls = msub.add_parser("list", parents=[common], help="show installed models")
+    ls.set_defaults(handler=_list)
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    from facewatch.engines.install import install_models
+
+    dest = args.dest or args.models or default_models_dir()
+    installed = install_models(dest, from_dir=args.from_dir, mirror=args.mirror)
+    emit(args.json,
+         {"dest": str(dest), "models": [{"name": m.name, "manifest": str(m.manifest_path),
+                                         "sha256": m.sha256, "obtained": m.obtained}
+                                        for m in installed]},
+         [f"{m.name:24s} {m.sha256[:12]}  {m.obtained}" for m in installed]
+         + [f"models are in {dest}"])
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    store = store_from(args)
+    rows = []
+    for name in store.names():
+        m = store.manifest(name)
+        rows.append({"name": name, "role": m.role, "file": m.file, "sha256": m.sha256,
+                     "embedding_size": m.embedding_size, "licence": m.licence})
+    emit(args.json, {"dir": str(store.root), "models": rows},
+         [f"{r['name']:24s} {r['role']:11s} {r['file']}" for r in rows] or
+         [f"no models in {store.root} (run `facewatch models fetch`)"])
+    return 0

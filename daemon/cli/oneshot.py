@@ -1,0 +1,112 @@
+"""`facewatch detect|embed|identify IMAGE...`: one-shot recognition of image files."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from facewatch.cli.common import add_recognition_options, pipeline_from
+from facewatch.cli.output import emit, rounded, warn
+from facewatch.errors import EXIT_BAD_INPUT, ImageError
+from facewatch.images import load_image
+from facewatch.pipeline import AnalyzedFaces, FacePipeline
+
+# Images are decoded and analysed this many at a time, so a folder of 10,000 photos neither
+# holds every decoded image in memory nor pays per-image model-call overhead.
+_CHUNK = 16
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    for name, helptext, handler in (
+        ("detect", "find faces: boxes, scores, landmarks", _detect),
+        ("embed", "find faces and print their embeddings", _embed),
+        ("identify", "find faces and name them against a gallery", _identify),
+    ):
+        p = sub.add_parser(name, parents=[common], help=helptext)
+        p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+        add_recognition_options(p, embedder=name != "detect")
+        if name == "identify":
+            p.add_argument("--gallery", type=Path, required=True, metavar="G",
+                           help="gallery YAML file or folder-per-person directory")
+            p.add_argument("--threshold", type=float, metavar="SIM",
+                           help="cosine similarity needed to name a face "
+                                "(default: the gallery's, from the LFW evaluation)")
+        p.set_defaults(handler=handler)
+
+
+def _run(args: argparse.Namespace, pipeline: FacePipeline, embed: bool,
+         describe: Any) -> int:
+    results: list[dict[str, Any]] = []
+    failed = 0
+    paths: list[str] = list(args.images)
+    for start in range(0, len(paths), _CHUNK):
+        chunk = paths[start:start + _CHUNK]
+        loaded, images = [], []
+        for path in chunk:
+            try:
+                images.append(load_image(path, args.max_pixels))
+                loaded.append(path)
+            except ImageError as exc:
+                warn(str(exc))
+                failed += 1
+                results.append({"path": path, "error": str(exc), "faces": []})
+        for path, analyzed in zip(loaded, pipeline.analyze(images, embed=embed)):
+            results.append({"path": path, "faces": describe(analyzed)})
+    order = {p: i for i, p in enumerate(paths)}
+    results.sort(key=lambda r: order[r["path"]])
+    lines = []
+    for r in results:
+        if "error" in r:
+            continue
+        lines.append(f"{r['path']}: {len(r['faces'])} face(s)")
+        for f in r["faces"]:
+            extra = ""
+            if "identity" in f:
+                who = f["name"] if f["identity"] is not None else "unknown"
+                extra = f"  {who} ({f['similarity']:.2f})"
+            lines.append(f"  box {f['box']} score {f['score']:.3f}{extra}")
+    emit(args.json, {"images": results}, lines)
+    return EXIT_BAD_INPUT if failed else 0
+
+
+def _faces(a: AnalyzedFaces, with_embedding: bool = False) -> list[dict[str, Any]]:
+    out = []
+    for i in range(len(a)):
+        face: dict[str, Any] = {
+            "box": rounded(a.detections.boxes[i]),
+            "score": round(float(a.detections.scores[i]), 4),
+            "landmarks": rounded(a.detections.landmarks[i]),
+            "quality": round(float(a.quality[i]), 3),
+        }
+        if with_embedding and a.embeddings is not None:
+            face["embedding"] = rounded(a.embeddings[i], 6)
+        out.append(face)
+    return out
+
+
+def _detect(args: argparse.Namespace) -> int:
+    return _run(args, pipeline_from(args, with_embedder=False), False, _faces)
+
+
+def _embed(args: argparse.Namespace) -> int:
+    return _run(args, pipeline_from(args), True, lambda a: _faces(a, with_embedding=True))
+
+
+def _identify(args: argparse.Namespace) -> int:
+    from facewatch.gallery.gallery import Gallery
+
+    pipeline = pipeline_from(args)
+    gallery = Gallery.open(args.gallery, pipeline)
+    threshold = args.threshold if args.threshold is not None else gallery.threshold
+
+    def describe(a: AnalyzedFaces) -> list[dict[str, Any]]:
+        faces = _faces(a)
+        if a.embeddings is None or len(a) == 0:
+            return faces
+        for face, match in zip(faces, gallery.identify(a.embeddings, threshold)):
+            face.update(identity=match.person_id, name=match.name,
+                        similarity=round(match.similarity, 4))
+        return faces
+
+    return _run(args, pipeline, True, describe)

@@ -1,0 +1,139 @@
+"""The gallery file: who is enrolled and from which images.
+
+Two layouts are accepted:
+
+- a YAML file (paths relative to it)::
+
+    threshold: 0.36          # optional: cosine similarity needed to name someone
+    people:
+      - id: ada
+        name: Ada Lovelace
+        metadata: {team: lab}
+        images: [photos/ada1.jpg, "photos/ada/*.jpg", photos/ada_more/]
+
+- a folder with one sub-folder per person (the folder name is the id and, with `_` as spaces,
+  the name), as many face datasets are laid out.
+"""
+
+from __future__ import annotations
+
+import glob
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from facewatch.errors import GalleryError
+from facewatch.yamlfile import dotted, load_yaml
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$"
+
+
+class _PersonEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=ID_PATTERN, description="stable identifier, sent in events")
+    name: str | None = Field(None, description="display name (default: the id)")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="free-form, sent in events")
+    images: list[str] | str = Field(description="image files, globs or folders")
+
+
+class _GalleryFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = Field(1, ge=1, le=1)
+    threshold: float | None = Field(None, gt=0.0, lt=1.0)
+    people: list[_PersonEntry] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PersonSpec:
+    id: str
+    name: str
+    metadata: dict[str, Any]
+    images: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class GallerySpec:
+    source: Path  # the YAML file or the folder
+    people: tuple[PersonSpec, ...]
+    threshold: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_folder(self) -> bool:
+        return self.source.is_dir()
+
+
+def load_gallery_spec(path: Path) -> GallerySpec:
+    if path.is_dir():
+        return _folder_spec(path)
+    doc = load_yaml(path, GalleryError)
+    data = doc.data if doc.data is not None else {}
+    if not isinstance(data, dict):
+        raise GalleryError(f"{path}: expected a mapping with `people:` at the top level")
+    try:
+        parsed = _GalleryFile.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(err["loc"])
+        # pydantic appends the union branch name ("list[str]"/"str") to the location; drop it.
+        loc = tuple(p for p in loc if p not in ("list[str]", "str"))
+        raise GalleryError(f"{doc.where(loc)}: {dotted(loc) or 'top level'}: {err['msg']}") from None
+    base = path.parent
+    people, seen = [], {}
+    for i, entry in enumerate(parsed.people):
+        where = doc.where(("people", i))
+        if entry.id in seen:
+            raise GalleryError(f"{where}: people[{i}].id {entry.id!r} is already used by "
+                               f"people[{seen[entry.id]}]")
+        seen[entry.id] = i
+        patterns = [entry.images] if isinstance(entry.images, str) else entry.images
+        if not patterns:
+            raise GalleryError(f"{where}: people[{i}].images: list at least one image")
+        images: list[Path] = []
+        for j, pattern in enumerate(patterns):
+            found = _expand(base, pattern)
+            if not found:
+                raise GalleryError(f"{doc.where(('people', i, 'images', j))}: "
+                                   f"people[{i}].images[{j}]: {pattern!r} matches no image "
+                                   f"(paths are relative to {base})")
+            images.extend(p for p in found if p not in images)
+        people.append(PersonSpec(entry.id, entry.name or entry.id, entry.metadata, tuple(images)))
+    return GallerySpec(path, tuple(people), parsed.threshold)
+
+
+def _expand(base: Path, pattern: str) -> list[Path]:
+    p = Path(pattern).expanduser()
+    p = p if p.is_absolute() else base / p
+    if glob.has_magic(str(p)):
+        return sorted(Path(m).resolve() for m in glob.glob(str(p))
+                      if Path(m).is_file() and Path(m).suffix.lower() in IMAGE_SUFFIXES)
+    if p.is_dir():
+        return _images_in(p)
+    return [p.resolve()] if p.is_file() else []
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(f.resolve() for f in folder.iterdir()
+                  if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _folder_spec(root: Path) -> GallerySpec:
+    import re
+
+    people = []
+    for sub in sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")):
+        if not re.match(ID_PATTERN, sub.name):
+            raise GalleryError(f"{sub}: folder name is not usable as a person id "
+                               f"(letters, digits, _ . @ - only)")
+        images = _images_in(sub)
+        if images:
+            people.append(PersonSpec(sub.name, sub.name.replace("_", " "), {}, tuple(images)))
+    if not people:
+        raise GalleryError(f"{root}: no person folders with images in it "
+                           f"(expected {root}/<person>/<image>.jpg)")
+    return GallerySpec(root, tuple(people))

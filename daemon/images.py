@@ -1,0 +1,72 @@
+"""Read image files into RGB uint8 arrays, refusing what cannot or should not be decoded.
+
+Pillow reads the header first, so the pixel limit is checked before any decoding: a small file
+that claims to be 50,000 x 50,000 pixels is refused without allocating 7 GB.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from facewatch.errors import ImageError
+
+# 40 MP: a 7,000 x 5,700 photo.  Gallery photos and frames are far smaller; anything larger is
+# almost certainly a mistake or a decompression bomb.
+DEFAULT_MAX_PIXELS = 40_000_000
+
+
+def load_image(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode an image file as (H, W, 3) RGB uint8, EXIF rotation applied.
+
+    Grayscale, palette, RGBA (composited onto white), 16-bit and CMYK images are
+    converted; anything unreadable raises ImageError naming the file.
+    """
+    p = Path(path)
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns (and, past 2x its own limit, raises) about huge images; we check
+            # our own limit below with a clearer message.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(p) as img:
+                w, h = img.size
+                if w * h > max_pixels:
+                    raise ImageError(f"{path}: {w}x{h} pixels is over the limit of "
+                                     f"{max_pixels:,} (raise images.max_pixels if this is intended)")
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                return _to_rgb(img)
+    except ImageError:
+        raise
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path}: is a directory, not an image") from None
+    except PermissionError:
+        raise ImageError(f"{path}: permission denied") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image (or an unsupported format)") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"{path}: refused as a decompression bomb ({exc})") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        # Pillow reports truncated or corrupt data as OSError ("image file is truncated").
+        raise ImageError(f"{path}: corrupt or truncated image ({exc})") from None
+
+
+def _to_rgb(img: Image.Image) -> np.ndarray:
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit grayscale: scale the full range down to 8 bits.
+        arr = np.asarray(img, dtype=np.float64)
+        peak = max(float(arr.max()), 1.0)
+        gray = (arr * (255.0 / (65535.0 if peak > 255 else 255.0))).clip(0, 255).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        # Composite onto white rather than dropping alpha: transparent regions of cut-out
+        # portraits are often black in RGB, which reads as a dark halo around the face.
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))

@@ -1,0 +1,109 @@
+"""Load YAML with the line of every value, so validation errors can say `file:line: field: ...`.
+
+PyYAML's composer keeps a start mark on each node; constructing plain data from the node tree
+ourselves lets us record, for every path like ("people", 2, "images"), the line it came from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from facewatch.errors import BadInputError
+
+Location = tuple[str | int, ...]
+# Gallery and config files are small; a file this big is a mistake (or an attack on the parser).
+MAX_YAML_BYTES = 16 * 1024 * 1024
+
+
+@dataclass
+class YamlDocument:
+    path: Path
+    data: Any
+    lines: dict[Location, int] = field(default_factory=dict)
+
+    def where(self, loc: Location) -> str:
+        """`file:line` for the deepest known part of `loc`."""
+        for n in range(len(loc), -1, -1):
+            line = self.lines.get(tuple(loc[:n]))
+            if line is not None:
+                return f"{self.path}:{line}"
+        return str(self.path)
+
+
+def dotted(loc: Location) -> str:
+    """("cameras", 2, "url") → "cameras[2].url"."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def load_yaml(path: Path, error: type[BadInputError] = BadInputError) -> YamlDocument:
+    try:
+        size = path.stat().st_size
+        if size > MAX_YAML_BYTES:
+            raise error(f"{path}: {size:,} bytes is too large for a YAML file here")
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise error(f"{path}: is a directory, expected a YAML file") from None
+    except PermissionError:
+        raise error(f"{path}: permission denied") from None
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    return parse_yaml(text, path, error)
+
+
+def parse_yaml(text: str, path: Path, error: type[BadInputError] = BadInputError) -> YamlDocument:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise error(f"{path}{line}: malformed YAML ({exc.problem})") from None
+    except yaml.YAMLError as exc:
+        raise error(f"{path}: malformed YAML ({exc})") from None
+    doc = YamlDocument(path, None)
+    if node is None:
+        return doc
+    try:
+        doc.data = _construct(node, (), doc.lines, yaml.SafeLoader(""), [1_000_000])
+    except _AliasBomb:
+        raise error(f"{path}: too many YAML aliases (refusing a possible alias bomb)") from None
+    except RecursionError:
+        raise error(f"{path}: nested too deeply, or an alias that contains itself") from None
+    except yaml.constructor.ConstructorError as exc:
+        mark = exc.problem_mark
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise error(f"{path}{line}: {exc.problem}") from None
+    return doc
+
+
+class _AliasBomb(Exception):
+    pass
+
+
+def _construct(node: yaml.Node, loc: Location, lines: dict[Location, int],
+               scalars: yaml.SafeLoader, budget: list[int]) -> Any:
+    """Plain data from a node tree; `budget` caps nodes visited (aliases can multiply them)."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise _AliasBomb
+    lines.setdefault(loc, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = scalars.construct_object(key_node, deep=True) \
+                if isinstance(key_node, yaml.ScalarNode) else str(key_node.value)
+            if isinstance(key, (list, dict)):
+                key = str(key)
+            out[key] = _construct(value_node, (*loc, str(key)), lines, scalars, budget)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_construct(v, (*loc, i), lines, scalars, budget) for i, v in enumerate(node.value)]
+    return scalars.construct_object(node, deep=True)

@@ -1,0 +1,1 @@
+"""Pure numpy functions that turn raw model outputs into boxes, landmarks and embeddings."""

@@ -1,0 +1,260 @@
+"""MTCNN's numeric steps as pure, vectorised numpy functions.
+
+Array layouts used throughout:
+- boxes: float32 (K, 4) as x1, y1, x2, y2 in pixel-edge coordinates (a box covering pixels
+  0..9 is [0, 10)); scores: (K,); image indices: int (K,) saying which frame a box belongs to.
+- P-Net maps: prob (H', W') face probability, reg (4, H', W') box offsets, per packed canvas.
+- landmarks: (K, 5, 2) x, y in pixel-centre coordinates (pixel i is centred on i), the
+  convention cv2.warpAffine uses, so they feed alignment directly.
+
+Coordinates are kept continuous (no integer truncation, no "+1" widths), which is where this
+differs from facenet-pytorch's port; the networks' outputs are the same.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+PNET_STRIDE = 2
+PNET_CELL = 12
+# Pixel normalisation every MTCNN stage expects: (x - 127.5) / 128.
+MEAN = 127.5
+SCALE = 0.0078125
+
+
+def pyramid_scales(height: int, width: int, min_face: float, factor: float) -> list[float]:
+    """Scales at which P-Net's 12-px window sees faces from `min_face` px upward."""
+    scale = PNET_CELL / min_face
+    side = min(height, width) * scale
+    scales = []
+    while side >= PNET_CELL:
+        scales.append(scale)
+        scale *= factor
+        side *= factor
+    return scales
+
+
+def level_size(height: int, width: int, scale: float) -> tuple[int, int]:
+    return int(math.ceil(height * scale)), int(math.ceil(width * scale))
+
+
+@dataclass(frozen=True)
+class PackedLevel:
+    """Where one pyramid level sits inside the packed P-Net canvas."""
+
+    scale: float
+    top: int
+    left: int
+    height: int
+    width: int
+
+
+@dataclass(frozen=True)
+class PyramidLayout:
+    """All pyramid levels of one frame size packed into one canvas, so P-Net runs once.
+
+    P-Net has no padding and a 12-px receptive field at stride 2, so an output cell whose
+    window lies wholly inside one level equals what P-Net gives on that level alone; cells whose
+    window crosses a level's edge are discarded.  Levels sit at even offsets to keep P-Net's
+    stride-2 grid aligned with each level's own grid.
+    """
+
+    canvas_height: int
+    canvas_width: int
+    levels: tuple[PackedLevel, ...]
+
+
+def pack_pyramid(height: int, width: int, scales: list[float]) -> PyramidLayout:
+    """Shelf-pack the levels (largest first) into the smallest canvas among a few widths."""
+    sizes = [level_size(height, width, s) for s in scales]
+    if not sizes:
+        return PyramidLayout(0, 0, ())
+    widest = max(w for _, w in sizes)
+    best: PyramidLayout | None = None
+    for canvas_w in sorted({widest, widest + sizes[1][1] if len(sizes) > 1 else widest,
+                            int(widest * 1.25), int(widest * 1.5)}):
+        layout = _shelf_pack(sizes, scales, _even_up(canvas_w))
+        if best is None or layout.canvas_height * layout.canvas_width < \
+                best.canvas_height * best.canvas_width:
+            best = layout
+    assert best is not None
+    return best
+
+
+def _even_up(v: int) -> int:
+    return v + (v & 1)
+
+
+def _shelf_pack(sizes: list[tuple[int, int]], scales: list[float], canvas_w: int) -> PyramidLayout:
+    levels = []
+    shelf_top, shelf_h, x = 0, 0, 0
+    for (h, w), s in zip(sizes, scales):
+        if x + w > canvas_w and x > 0:  # start a new shelf below the current one
+            shelf_top, shelf_h, x = _even_up(shelf_top + shelf_h), 0, 0
+        levels.append(PackedLevel(s, shelf_top, x, h, w))
+        x = _even_up(x + w)
+        shelf_h = max(shelf_h, h)
+    return PyramidLayout(_even_up(shelf_top + shelf_h), canvas_w, tuple(levels))
+
+
+def cell_levels(layout: PyramidLayout, out_height: int, out_width: int) -> np.ndarray:
+    """For each P-Net output cell of the canvas, the level holding its whole window, or -1."""
+    wy = np.arange(out_height)[:, None] * PNET_STRIDE
+    wx = np.arange(out_width)[None, :] * PNET_STRIDE
+    levels = np.full((out_height, out_width), -1, np.int32)
+    for i, lv in enumerate(layout.levels):
+        inside = ((wx >= lv.left) & (wx + PNET_CELL <= lv.left + lv.width)
+                  & (wy >= lv.top) & (wy + PNET_CELL <= lv.top + lv.height))
+        levels[inside] = i
+    return levels
+
+
+def pnet_candidates(prob: np.ndarray, reg: np.ndarray, layout: PyramidLayout, levels: np.ndarray,
+                    threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Turn one canvas's P-Net maps into candidate boxes in frame coordinates.
+
+    Within a level, P-Net's windows are equal squares 2 cells apart, and two of them overlap by
+    more than MTCNN's per-level NMS threshold (IoU 0.5) exactly when they are 8-neighbours.  So
+    the per-level NMS is done as "keep cells that are the maximum of their 3x3 neighbourhood":
+    one dilation over the whole canvas instead of a greedy loop over hundreds of cells.
+
+    Returns boxes (K, 4), scores (K,) and offsets (K, 4).
+    """
+    valid = np.where(levels >= 0, prob, 0.0).astype(np.float32)
+    peaks = (valid >= threshold) & (valid >= cv2.dilate(valid, np.ones((3, 3), np.uint8)))
+    ys, xs = np.nonzero(peaks)
+    level_idx = levels[ys, xs]
+    tops = np.array([lv.top for lv in layout.levels], np.float32)[level_idx]
+    lefts = np.array([lv.left for lv in layout.levels], np.float32)[level_idx]
+    scales = np.array([lv.scale for lv in layout.levels], np.float32)[level_idx]
+    # The cell's box as MTCNN's authors map it back to the frame (their MATLAB code, kept by
+    # every port): [(2j + 1) / s, (2j + 12) / s], slightly smaller than the 12-px window.  P-Net's
+    # box offsets were trained against this box; using the exact window instead measurably lost
+    # faces on the Hamilton clip (464 vs 493 in 275 frames).
+    gx = xs * PNET_STRIDE - lefts
+    gy = ys * PNET_STRIDE - tops
+    boxes = np.stack([(gx + 1) / scales, (gy + 1) / scales,
+                      (gx + PNET_CELL) / scales, (gy + PNET_CELL) / scales], axis=1).astype(np.float32)
+    return boxes, prob[ys, xs].astype(np.float32), reg[:, ys, xs].T.astype(np.float32)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, groups: np.ndarray | None = None,
+        mode: str = "union") -> np.ndarray:
+    """Greedy non-maximum suppression; returns kept indices, best first.
+
+    Boxes of different `groups` (frames, pyramid levels) never suppress each other, so one
+    call handles a whole batch.  `mode="min"` divides the intersection by the smaller area, as
+    MTCNN's last stage does.  The overlap matrix is computed in one vectorised step; only the
+    greedy walk, one cheap row operation per kept box, stays in Python.
+    """
+    n = boxes.shape[0]
+    if n == 0:
+        return np.zeros(0, np.int64)
+    order = np.argsort(-scores, kind="stable")
+    b = boxes[order].astype(np.float32)
+    x1, y1, x2, y2 = (b[:, i] for i in range(4))
+    areas = (x2 - x1) * (y2 - y1)
+    w = np.clip(np.minimum(x2[:, None], x2[None, :]) - np.maximum(x1[:, None], x1[None, :]), 0, None)
+    h = np.clip(np.minimum(y2[:, None], y2[None, :]) - np.maximum(y1[:, None], y1[None, :]), 0, None)
+    inter = w * h
+    if mode == "min":
+        denom = np.minimum(areas[:, None], areas[None, :])
+    else:
+        denom = areas[:, None] + areas[None, :] - inter
+    over = inter > iou_threshold * np.maximum(denom, 1e-9)
+    if groups is not None:
+        g = groups[order]
+        over &= g[:, None] == g[None, :]
+    suppressed = np.zeros(n, bool)
+    keep = []
+    for i in range(n):
+        if not suppressed[i]:
+            keep.append(i)
+            suppressed |= over[i]
+    return order[np.asarray(keep, np.int64)]
+
+
+def apply_offsets(boxes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """MTCNN box regression: offsets are fractions of the box's width and height."""
+    wh = np.concatenate([boxes[:, 2:] - boxes[:, :2]] * 2, axis=1)
+    return (boxes + offsets * wh).astype(np.float32)
+
+
+def square(boxes: np.ndarray) -> np.ndarray:
+    """Grow each box to a square around its centre (the next stage's input is square)."""
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+    side = np.max(boxes[:, 2:] - boxes[:, :2], axis=1, keepdims=True)
+    return np.concatenate([centre - side / 2, centre + side / 2], axis=1).astype(np.float32)
+
+
+def landmarks_from_onet(boxes: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """O-Net gives x1..x5, y1..y5 as fractions of its input box; return (K, 5, 2) pixel centres."""
+    wh = boxes[:, 2:] - boxes[:, :2]
+    xs = boxes[:, 0:1] + points[:, :5] * wh[:, 0:1]
+    ys = boxes[:, 1:2] + points[:, 5:] * wh[:, 1:2]
+    return (np.stack([xs, ys], axis=2) - 0.5).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Pyramid:
+    """One frame at several scales, finest first, as uint8 RGB; scale 1.0 is the frame itself.
+
+    The levels are area-downsampled (cv2.INTER_AREA), so sampling a box bilinearly from the
+    level where it is just larger than the network input gives nearly what area resampling of
+    the full frame would, at the cost of one cv2.remap per level instead of a resize per box.
+    """
+
+    images: tuple[np.ndarray, ...]  # the frame, then one image per P-Net scale
+    scales: tuple[tuple[float, float], ...]  # (x, y) scale of each image
+
+    @staticmethod
+    def build(frame: np.ndarray, scales: list[float]) -> Pyramid:
+        h, w = frame.shape[:2]
+        images, factors = [frame], [(1.0, 1.0)]
+        for s in scales:
+            lh, lw = level_size(h, w, s)
+            # Each level from the previous one: the same area filter on ever smaller sources
+            # costs a fraction of resizing the full frame every time.
+            images.append(cv2.resize(images[-1], (lw, lh), interpolation=cv2.INTER_AREA))
+            factors.append((lw / w, lh / h))
+        return Pyramid(tuple(images), tuple(factors))
+
+
+def crop_boxes(pyramids: list[Pyramid], image_idx: np.ndarray, boxes: np.ndarray,
+               size: int) -> np.ndarray:
+    """Resample each box of each frame to size x size, normalised, as (K, 3, size, size).
+
+    Each box is sampled from the coarsest pyramid level in which it is still at least `size`
+    pixels wide (the frame itself for boxes smaller than that), with all boxes of one level in a
+    single cv2.remap.  Outside the frame counts as black, as in the original MTCNN.
+    """
+    k = boxes.shape[0]
+    out = np.empty((k * size, size, 3), np.uint8)
+    side = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    t = (np.arange(size, dtype=np.float32) + 0.5) / size
+    for fi in np.unique(image_idx):
+        pyr = pyramids[fi]
+        sx = np.array([f[0] for f in pyr.scales], np.float32)
+        # index of the coarsest level where the box is still >= size pixels
+        fits = side[:, None] * sx[None, :] >= size
+        level = np.where(fits.any(axis=1), fits.shape[1] - 1 - np.argmax(fits[:, ::-1], axis=1), 0)
+        for li in np.unique(level[image_idx == fi]):
+            sel = np.nonzero((image_idx == fi) & (level == li))[0]
+            fx, fy = pyr.scales[li]
+            b = boxes[sel]
+            xs = (b[:, 0:1] + t[None, :] * (b[:, 2:3] - b[:, 0:1])) * fx - 0.5  # (n, size)
+            ys = (b[:, 1:2] + t[None, :] * (b[:, 3:4] - b[:, 1:2])) * fy - 0.5
+            map_x = np.broadcast_to(xs[:, None, :], (sel.size, size, size)).reshape(-1, size)
+            map_y = np.broadcast_to(ys[:, :, None], (sel.size, size, size)).reshape(-1, size)
+            crops = cv2.remap(pyr.images[li], np.ascontiguousarray(map_x),
+                              np.ascontiguousarray(map_y), cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+            out.reshape(k, size, size, 3)[sel] = crops.reshape(sel.size, size, size, 3)
+    x = out.reshape(k, size, size, 3).transpose(0, 3, 1, 2).astype(np.float32)
+    x -= MEAN
+    x *= SCALE
+    return x

@@ -1,0 +1,117 @@
+"""`facewatch models fetch`: pinned sources in, our own ONNX models and manifests out."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import onnx
+
+from facewatch.engines import catalog
+from facewatch.engines.fetch import acquire
+from facewatch.engines.files import atomic_write_bytes
+from facewatch.engines.manifest import (
+    MANIFEST_SUFFIX,
+    InputSpec,
+    ModelManifest,
+    Role,
+    sha256_file,
+    write_manifest,
+)
+
+log = logging.getLogger(__name__)
+
+_MTCNN_INPUT = dict(layout="NCHW", color="RGB", mean=[127.5] * 3, std=[128.0] * 3)
+
+
+@dataclass(frozen=True)
+class InstalledModel:
+    name: str
+    manifest_path: Path
+    sha256: str
+    obtained: str
+
+
+@dataclass(frozen=True)
+class _Recipe:
+    name: str
+    role: Role
+    sources: tuple[catalog.PinnedFile, ...]
+    build: Callable[[list[Path]], onnx.ModelProto]
+    input: InputSpec
+    outputs: list[str]
+    embedding_size: int | None
+    notes: str
+
+
+def _mtcnn_recipe(net: str, pinned: catalog.PinnedFile, shape: list[int | str],
+                  outputs: list[str]) -> _Recipe:
+    def build(paths: list[Path]) -> onnx.ModelProto:
+        from facewatch.engines.builders import mtcnn
+        from facewatch.engines.readers.torch_legacy import load_state_dict
+
+        return getattr(mtcnn, f"build_{net}")(load_state_dict(paths[0]))
+
+    return _Recipe(catalog.MTCNN_NAMES[net], f"mtcnn.{net}", (pinned,), build,  # type: ignore[arg-type]
+                   InputSpec(name="input", shape=shape, **_MTCNN_INPUT), outputs, None,
+                   "MTCNN (Zhang et al. 2016); prob[:, 1] is the face probability")
+
+
+def _build_sirius(paths: list[Path]) -> onnx.ModelProto:
+    from facewatch.engines.builders.mobilefacenet_sirius import build_sirius_onnx
+
+    return build_sirius_onnx(paths[0])
+
+
+def _build_foamliu(paths: list[Path]) -> onnx.ModelProto:
+    from facewatch.engines.builders.mobilefacenet_foamliu import build_foamliu_onnx
+    from facewatch.engines.readers.torch_legacy import load_state_dict
+
+    return build_foamliu_onnx(load_state_dict(paths[0]))
+
+
+RECIPES = (
+    _mtcnn_recipe("pnet", catalog.PNET, ["batch", 3, "height", "width"], ["reg", "prob"]),
+    _mtcnn_recipe("rnet", catalog.RNET, ["batch", 3, 24, 24], ["reg", "prob"]),
+    _mtcnn_recipe("onet", catalog.ONET, ["batch", 3, 48, 48], ["reg", "landmarks", "prob"]),
+    _Recipe(catalog.SIRIUS, "embedder", (catalog.SIRIUS_TFLITE,), _build_sirius,
+            InputSpec(name="input", shape=["batch", 3, 112, 112], layout="NCHW", color="RGB",
+                      mean=[127.5] * 3, std=[128.0] * 3),
+            ["embeddings"], 192,
+            "MobileFaceNet (Chen et al. 2018), sirius-ai/MobileFaceNet_TF weights, PReLU"),
+    _Recipe(catalog.FOAMLIU, "embedder", (catalog.FOAMLIU_PT,), _build_foamliu,
+            InputSpec(name="input", shape=["batch", 3, 112, 112], layout="NCHW", color="RGB",
+                      mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375]),
+            ["embedding"], 128,
+            "MobileFaceNet (Chen et al. 2018), foamliu/MobileFaceNet weights, ReLU6"),
+)
+
+
+def install_models(dest: Path, from_dir: Path | None = None,
+                   mirror: str | None = None) -> list[InstalledModel]:
+    """Fetch every pinned source into dest/sources, build each ONNX model and its manifest."""
+    sources_dir = dest / "sources"
+    installed = []
+    for recipe in RECIPES:
+        paths, how = [], []
+        for pinned in recipe.sources:
+            path, obtained = acquire(pinned, sources_dir, from_dir, mirror)
+            paths.append(path)
+            how.append(obtained)
+        model_path = dest / f"{recipe.name}.onnx"
+        atomic_write_bytes(model_path, recipe.build(paths).SerializeToString())
+        digest = sha256_file(model_path)
+        origin = "; ".join(f"{p.origin.describe()} (sha256 {p.sha256})" for p in recipe.sources)
+        manifest = ModelManifest(
+            name=recipe.name, role=recipe.role, file=model_path.name, sha256=digest,
+            input=recipe.input, outputs=recipe.outputs,
+            embedding_output=recipe.outputs[0] if recipe.role == "embedder" else None,
+            embedding_size=recipe.embedding_size, source=origin,
+            licence="; ".join(p.licence for p in recipe.sources), notes=recipe.notes)
+        manifest_path = dest / f"{recipe.name}{MANIFEST_SUFFIX}"
+        write_manifest(manifest_path, manifest)
+        log.info("built %s (%s)", model_path, ", ".join(how))
+        installed.append(InstalledModel(recipe.name, manifest_path, digest, ", ".join(how)))
+    return installed

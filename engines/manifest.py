@@ -1,0 +1,114 @@
+"""Model manifests: the JSON file beside each ONNX model that says how to feed it.
+
+A manifest is the whole contract between a model file and the stages: which input, what
+layout, colour order and normalisation, which output, how large the embedding.  Any ONNX face
+embedder can be used by writing one (see README, "Using another embedder").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from facewatch.errors import IntegrityError, ModelError
+
+MANIFEST_SUFFIX = ".json"
+
+Role = Literal["mtcnn.pnet", "mtcnn.rnet", "mtcnn.onet", "embedder"]
+
+
+class InputSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="name of the model's image input")
+    shape: list[int | str] = Field(description="input shape; strings are free dimensions")
+    layout: Literal["NCHW", "NHWC"] = Field("NCHW", description="axis order of the input")
+    color: Literal["RGB", "BGR"] = Field("RGB", description="channel order the model expects")
+    mean: list[float] = Field([0.0, 0.0, 0.0], min_length=3, max_length=3,
+                              description="per-channel value subtracted from 0..255 pixels")
+    std: list[float] = Field([1.0, 1.0, 1.0], min_length=3, max_length=3,
+                             description="per-channel divisor applied after the mean")
+
+    @field_validator("std")
+    @classmethod
+    def _nonzero_std(cls, v: list[float]) -> list[float]:
+        if any(s == 0 for s in v):
+            raise ValueError("std values must be non-zero")
+        return v
+
+
+class ModelManifest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="short name used on the command line and in config")
+    role: Role = Field(description="which pipeline stage the model serves")
+    file: str = Field(description="ONNX file, relative to the manifest")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of the ONNX file")
+    input: InputSpec
+    outputs: list[str] = Field(min_length=1, description="output names, in the model's order")
+    embedding_output: str | None = Field(None, description="output holding the embedding")
+    embedding_size: int | None = Field(None, gt=0, description="length of one embedding")
+    threshold: float | None = Field(
+        None, gt=0.0, lt=1.0,
+        description="cosine similarity at which two faces are called the same person "
+                    "(facewatch's own models: from the LFW evaluation, see README)")
+    source: str = Field(description="where the weights come from (URL, commit, package)")
+    licence: str = Field(description="licence of the weights and of their training data")
+    notes: str = ""
+
+    def path(self, manifest_path: Path) -> Path:
+        return (manifest_path.parent / self.file).resolve()
+
+
+def load_manifest(path: Path) -> ModelManifest:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(f"{path}: manifest not found (run `facewatch models fetch`)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{path}: not a readable JSON manifest ({exc})") from None
+    try:
+        manifest = ModelManifest.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise ModelError(f"{path}: {where}: {first['msg']}") from None
+    if manifest.role == "embedder" and (manifest.embedding_output is None
+                                         or manifest.embedding_size is None):
+        raise ModelError(f"{path}: an embedder manifest needs embedding_output and embedding_size")
+    if manifest.embedding_output is not None and manifest.embedding_output not in manifest.outputs:
+        raise ModelError(f"{path}: embedding_output {manifest.embedding_output!r} "
+                         f"is not one of outputs {manifest.outputs}")
+    return manifest
+
+
+def write_manifest(path: Path, manifest: ModelManifest) -> None:
+    from facewatch.engines.files import atomic_write_bytes
+
+    atomic_write_bytes(path, (manifest.model_dump_json(indent=2) + "\n").encode())
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify_model_file(manifest: ModelManifest, manifest_path: Path) -> Path:
+    """The model file's path, after checking it exists and has the manifest's sha256."""
+    path = manifest.path(manifest_path)
+    if not path.is_file():
+        raise ModelError(f"{manifest_path}: model file {path} is missing "
+                         f"(run `facewatch models fetch`)")
+    actual = sha256_file(path)
+    if actual != manifest.sha256:
+        raise IntegrityError(f"{path}: sha256 {actual[:12]}… does not match the manifest's "
+                             f"{manifest.sha256[:12]}… (file corrupt or replaced; "
+                             f"run `facewatch models fetch` again)")
+    return path
