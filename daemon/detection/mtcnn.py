@@ -66,6 +66,20 @@ class MtcnnDetector:
             results.append(Detections(boxes[sel], scores[sel], landmarks[sel]))
         return results
 
+    def landmarks_for_boxes(self, frame: np.ndarray, boxes: np.ndarray) -> Detections:
+        """Run only O-Net on given boxes, keeping every box whatever its score.
+
+        For images known to hold a face where detection found none (LFW's hardest images),
+        this still gives landmarks to align with.
+        """
+        pyramid = conv.Pyramid.build(frame, self._scales(*frame.shape[:2]))
+        squared = conv.square(boxes.astype(np.float32))
+        idx = np.zeros(squared.shape[0], np.int32)
+        out = self.onet.run({"input": conv.crop_boxes([pyramid], idx, squared, 48)})
+        landmarks = conv.landmarks_from_onet(squared, out["landmarks"])
+        return Detections(conv.apply_offsets(squared, out["reg"]), out["prob"][:, 1].copy(),
+                          landmarks)
+
     # Stage 1 ---------------------------------------------------------------------------
 
     def _propose(self, pyramids: list[conv.Pyramid]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -1,0 +1,1 @@
+"""Accuracy measurements on public benchmarks (LFW verification and open-set identification)."""

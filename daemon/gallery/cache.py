@@ -12,10 +12,21 @@ import hashlib
 import io
 import os
 import sqlite3
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+from facewatch.errors import FacewatchError
+from facewatch.images import load_image
+from tqdm import tqdm
+
+if TYPE_CHECKING:
+    from facewatch.pipeline import FacePipeline
+
+# Images decoded and analysed per pipeline call.
+_CHUNK = 16
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS analysis (
@@ -31,13 +42,14 @@ CREATE TABLE IF NOT EXISTS analysis (
 @dataclass(frozen=True)
 class CachedFaces:
     """All faces found in one image: boxes (K,4), scores (K,), landmarks (K,5,2),
-    quality (K,), embeddings (K,D); or the error that image gave."""
+    quality (K,), embeddings (K,D), and the image's (height, width); or the error it gave."""
 
     boxes: np.ndarray
     scores: np.ndarray
     landmarks: np.ndarray
     quality: np.ndarray
     embeddings: np.ndarray
+    image_size: tuple[int, int] = (0, 0)
     error: str | None = None
 
 
@@ -71,21 +83,67 @@ class AnalysisCache:
             return None
         blob, error = row
         if error is not None:
-            empty = np.zeros(0, np.float32)
-            return CachedFaces(empty, empty, empty, empty, empty, error)
+            return failed(error)
         with np.load(io.BytesIO(blob)) as z:
             return CachedFaces(z["boxes"], z["scores"], z["landmarks"], z["quality"],
-                               z["embeddings"])
+                               z["embeddings"], tuple(int(v) for v in z["image_size"]))
 
     def put(self, image_sha: str, pipeline: str, faces: CachedFaces) -> None:
         blob = None
         if faces.error is None:
             buf = io.BytesIO()
             np.savez(buf, boxes=faces.boxes, scores=faces.scores, landmarks=faces.landmarks,
-                     quality=faces.quality, embeddings=faces.embeddings)
+                     quality=faces.quality, embeddings=faces.embeddings,
+                     image_size=np.array(faces.image_size))
             blob = buf.getvalue()
         self._db.execute("INSERT OR REPLACE INTO analysis VALUES (?, ?, ?, ?)",
                          (image_sha, pipeline, blob, faces.error))
 
     def commit(self) -> None:
         self._db.commit()
+
+
+def failed(message: str) -> CachedFaces:
+    empty = np.zeros(0, np.float32)
+    return CachedFaces(empty, empty, empty, empty, empty, (0, 0), message)
+
+
+def analyse_files(pipeline: FacePipeline, files: dict[str, Path], cache: AnalysisCache | None,
+                  desc: str = "analysing") -> tuple[dict[str, CachedFaces], int]:
+    """Analyse image files (keyed by sha256), answering from and filling the cache.
+
+    Returns the analyses and how many were computed (the rest came from the cache).
+
+    Unreadable images become entries with an error, never exceptions: in a batch of
+    thousands, one bad file should be reported, not stop the rest.
+    """
+    out: dict[str, CachedFaces] = {}
+    todo = []
+    for sha, path in files.items():
+        hit = cache.get(sha, pipeline.signature) if cache is not None else None
+        if hit is not None:
+            out[sha] = hit
+        else:
+            todo.append((sha, path))
+    with tqdm(total=len(todo), desc=desc, unit="img", disable=None, file=sys.stderr) as bar:
+        for start in range(0, len(todo), _CHUNK):
+            chunk = todo[start:start + _CHUNK]
+            images, shas = [], []
+            for sha, path in chunk:
+                try:
+                    images.append(load_image(path))
+                    shas.append(sha)
+                except FacewatchError as exc:
+                    # the message already names the file; keep only what is wrong
+                    out[sha] = failed(str(exc).split(": ", 1)[-1])
+            for sha, image, a in zip(shas, images, pipeline.analyze(images)):
+                assert a.embeddings is not None
+                out[sha] = CachedFaces(a.detections.boxes, a.detections.scores,
+                                       a.detections.landmarks, a.quality, a.embeddings,
+                                       (image.shape[0], image.shape[1]))
+            if cache is not None:
+                for sha, _ in chunk:
+                    cache.put(sha, pipeline.signature, out[sha])
+                cache.commit()
+            bar.update(len(chunk))
+    return out, len(todo)

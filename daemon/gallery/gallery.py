@@ -9,19 +9,20 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
-
-from facewatch.errors import FacewatchError, GalleryError
-from facewatch.gallery.cache import AnalysisCache, CachedFaces, file_sha256
+from facewatch.errors import GalleryError
+from facewatch.gallery.cache import (
+    AnalysisCache,
+    CachedFaces,
+    analyse_files,
+    file_sha256,
+)
 from facewatch.gallery.index import FaceIndex
 from facewatch.gallery.spec import GallerySpec, PersonSpec, load_gallery_spec
-from facewatch.images import load_image
 from facewatch.pipeline import FacePipeline
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,6 @@ log = logging.getLogger(__name__)
 ENROL_MIN_SCORE = 0.95
 # Used when neither the gallery nor the embedder's manifest sets a threshold.
 FALLBACK_THRESHOLD = 0.4
-_CHUNK = 16
 
 
 @dataclass(frozen=True)
@@ -127,18 +127,8 @@ class Gallery:
                 except OSError as exc:
                     issues.append(EnrolmentIssue(person.id, image, f"unreadable ({exc.strerror})"))
 
-        analyses: dict[str, CachedFaces] = {}
-        todo: dict[str, Path] = {}
-        for _, image, sha in jobs:
-            if sha in analyses or sha in todo:
-                continue
-            hit = cache.get(sha, signature)
-            if hit is not None:
-                analyses[sha] = hit
-            else:
-                todo[sha] = image
-        reused = len(analyses)
-        cls._analyse(pipeline, todo, analyses, cache)
+        files = {sha: image for _, image, sha in jobs}
+        analyses, analysed = analyse_files(pipeline, files, cache, desc="enrolling")
 
         vectors, entry_person, entry_images = [], [], []
         for pi, image, sha in jobs:
@@ -165,35 +155,9 @@ class Gallery:
         index = cls._index(state, signature, spec, persons, entry_images, embeddings)
         threshold = spec.threshold or (pipeline.embedder.manifest.threshold
                                        if pipeline.embedder else None) or FALLBACK_THRESHOLD
-        report = BuildReport(len(spec.people), len(jobs), len(vectors), len(todo), reused,
-                             tuple(issues))
+        report = BuildReport(len(spec.people), len(jobs), len(vectors), analysed,
+                             len(files) - analysed, tuple(issues))
         return cls(spec, list(spec.people), persons, entry_images, index, threshold, report)
-
-    @staticmethod
-    def _analyse(pipeline: FacePipeline, todo: dict[str, Path], analyses: dict[str, CachedFaces],
-                 cache: AnalysisCache) -> None:
-        items = list(todo.items())
-        with tqdm(total=len(items), desc="enrolling", unit="img", disable=None,
-                  file=sys.stderr) as bar:
-            for start in range(0, len(items), _CHUNK):
-                chunk = items[start:start + _CHUNK]
-                images, shas = [], []
-                for sha, path in chunk:
-                    try:
-                        images.append(load_image(path))
-                        shas.append(sha)
-                    except FacewatchError as exc:
-                        # the message already names the file; keep only what is wrong
-                        message = str(exc).split(": ", 1)[-1]
-                        analyses[sha] = _failed(message)
-                        cache.put(sha, pipeline.signature, analyses[sha])
-                for sha, a in zip(shas, pipeline.analyze(images)):
-                    assert a.embeddings is not None
-                    analyses[sha] = CachedFaces(a.detections.boxes, a.detections.scores,
-                                                a.detections.landmarks, a.quality, a.embeddings)
-                    cache.put(sha, pipeline.signature, analyses[sha])
-                cache.commit()
-                bar.update(len(chunk))
 
     @staticmethod
     def _index(state: Path, signature: str, spec: GallerySpec, persons: np.ndarray,
@@ -242,11 +206,6 @@ class Gallery:
 
     def person(self, person_id: str) -> PersonSpec | None:
         return next((p for p in self.people if p.id == person_id), None)
-
-
-def _failed(message: str) -> CachedFaces:
-    empty = np.zeros(0, np.float32)
-    return CachedFaces(empty, empty, empty, empty, empty, message)
 
 
 def _enrolment_face(result: CachedFaces, largest: bool) -> int | str:
