@@ -25,6 +25,11 @@ class MtcnnSettings:
     # Cap on P-Net candidates per frame entering R-Net, best first, so a cluttered frame cannot
     # blow up the R-Net batch.
     max_candidates: int = 2000
+    # Run O-Net a second time on each final (regressed, squared) box for its landmarks.  The
+    # first pass sees the R-Net box, often off-centre; landmarks from a centred crop align
+    # better: LFW 99.23 % → 99.42 % with sirius, and Barack Obama's ~80-px face in the
+    # Hamilton clip 0.30 → 0.33 median similarity to his portrait.  Costs one O-Net call.
+    refine_landmarks: bool = True
     # NMS IoU thresholds: (P-Net within a level, P-Net across levels, R-Net, O-Net with
     # intersection over the smaller box).  The first is fixed by the P-Net grid (see
     # `pnet_candidates`), kept here for the record.
@@ -142,4 +147,9 @@ class MtcnnDetector:
         landmarks = conv.landmarks_from_onet(boxes, out["landmarks"][ok])
         boxes = conv.apply_offsets(boxes, out["reg"][ok])
         keep = conv.nms(boxes, scores, self.settings.nms[3], groups=idx, mode="min")
-        return boxes[keep], scores[keep].astype(np.float32), landmarks[keep], idx[keep]
+        boxes, scores, landmarks, idx = boxes[keep], scores[keep], landmarks[keep], idx[keep]
+        if self.settings.refine_landmarks and boxes.shape[0]:
+            centred = conv.square(boxes)
+            again = self.onet.run({"input": conv.crop_boxes(pyramids, idx, centred, 48)})
+            landmarks = conv.landmarks_from_onet(centred, again["landmarks"])
+        return boxes, scores.astype(np.float32), landmarks, idx

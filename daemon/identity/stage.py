@@ -1,0 +1,268 @@
+"""Identity per track: aggregate a track's embeddings, match once per frame, decide with hysteresis.
+
+One `FaceTracker`, `EmbedPolicy` and `IdentityStage` per camera; per frame (the embedding of
+several cameras' requests may be batched in one call between `select` and `update`)::
+
+    faces = pipeline.analyze([frame], embed=False)[0]        # boxes, crops, quality
+    tracks = tracker.update(faces.detections, capture_ts)
+    requests = policy.select(tracks, faces.quality, requested=last.wants_evidence)
+    vectors = pipeline.embedder.embed(faces.crops[[r.detection for r in requests]])
+    last = identity.update(tracks, observations(requests, vectors, faces.crops))
+    # publish last.decisions (recognized / unknown / changed) and last.finals (track ended);
+    # tag each detection i with last.identity(tracks.detection_tracks[i])
+
+and when the stream stops: ``identity.update(tracker.end_all())`` for the last finals.
+
+What `update` does:
+
+- each observation is added to its track's evidence (quality-weighted, floored at
+  `min_weight` so that faces the quality score vetoes still count a little);
+- an observation that does not resemble its track's evidence (cosine < `switch_below`) is held
+  aside; `switch_evidence` such observations in a row, resembling each other, mean the box now
+  holds someone else (an ID switch in the tracker, or a cut): the evidence restarts from them.
+  A single odd one (blur, a turned head) is dropped when the next resembles the track again;
+- every track whose evidence changed is matched against the gallery in one batched call, and
+  once a track has `min_evidence` embeddings it gets a label: named at the gallery's threshold
+  (enter), kept down to enter - `exit_margin` (exit), unknown otherwise;
+- the first label is a `Recognized` or `Unknown` decision, every later change a `Changed`
+  (a new person in the box who gets the same label, e.g. unknown after unknown, is not one);
+- every track the tracker ended gets a `FinalIdentity` (with the best-quality face as snapshot).
+
+`set_matcher` swaps the gallery: every live track is matched again at the next update.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from facewatch.errors import ConfigError
+from facewatch.identity.evidence import Evidence, decide
+from facewatch.identity.matcher import GalleryLike, Matcher, Nearest, as_matcher
+from facewatch.identity.records import (
+    Changed,
+    ChangeReason,
+    Decision,
+    FinalIdentity,
+    IdentityUpdate,
+    Label,
+    LabelSpan,
+    Observation,
+    Recognized,
+    Status,
+    TrackIdentity,
+    Unknown,
+)
+from facewatch.tracking.policy import EmbedRequest
+from facewatch.tracking.tracker import TrackState, TrackUpdate
+
+
+@dataclass(frozen=True)
+class IdentitySettings:
+    # Similarity needed to name someone (enter threshold); None: the gallery's own threshold.
+    threshold: float | None = None
+    # Embeddings a track needs before any label (named or unknown).
+    min_evidence: int = 2
+    # A name is dropped below the gallery's threshold minus this.
+    exit_margin: float = 0.05
+    # Floor of an embedding's weight (its quality otherwise), so zero-quality faces count.
+    min_weight: float = 0.05
+    # An embedding less similar than this to its track's evidence may be someone else.  Same
+    # person in one track: 0.6+ on the Hamilton clip; another person: 0.26 at most.
+    switch_below: float = 0.4
+    # Dissimilar embeddings in a row that restart the evidence (0 disables switch detection).
+    switch_evidence: int = 2
+
+    def __post_init__(self) -> None:
+        if self.threshold is not None and not -1.0 < self.threshold <= 1.0:
+            raise ConfigError(f"identity: threshold must be in (-1, 1], got {self.threshold}")
+        if self.min_evidence < 1:
+            raise ConfigError(f"identity: min_evidence must be >= 1, got {self.min_evidence}")
+        if not 0.0 <= self.exit_margin < 1.0:
+            raise ConfigError(f"identity: exit_margin must be in [0, 1), got {self.exit_margin}")
+        if not 0.0 < self.min_weight <= 1.0:
+            raise ConfigError(f"identity: min_weight must be in (0, 1], got {self.min_weight}")
+        if not -1.0 <= self.switch_below <= 1.0:
+            raise ConfigError(f"identity: switch_below must be in [-1, 1], got {self.switch_below}")
+        if self.switch_evidence < 0:
+            raise ConfigError(f"identity: switch_evidence must be >= 0, got {self.switch_evidence}")
+
+
+def observations(requests: Sequence[EmbedRequest], embeddings: np.ndarray,
+                 crops: np.ndarray | None = None) -> list[Observation]:
+    """Pair `EmbedPolicy`'s requests with their embeddings (same order, (len(requests), D)) and,
+    for snapshots, the frame's aligned crops (indexed by detection)."""
+    if len(requests) != embeddings.shape[0]:
+        raise ValueError(f"{len(requests)} requests but {embeddings.shape[0]} embeddings")
+    return [Observation(r.track_id, embeddings[i], r.quality,
+                        None if crops is None else crops[r.detection])
+            for i, r in enumerate(requests)]
+
+
+class _Track:
+    def __init__(self, track_id: int, dim: int, ts: float) -> None:
+        self.id = track_id
+        self.dim = dim
+        self.main = Evidence(dim)
+        self.challenger: Evidence | None = None
+        self.label: Label | None = None
+        self.score: float | None = None
+        self.nearest_id: str | None = None
+        self.embeddings = 0
+        self.first_ts = ts
+        self.last_ts = ts
+        self.history: list[LabelSpan] = []
+        self.dirty = False
+        self.switched = False
+
+    def status(self) -> Status:
+        if self.label is None:
+            return "pending"
+        return "known" if self.label.known else "unknown"
+
+
+class IdentityStage:
+    """Identity of one camera's tracks.  Pure: feed it every `TrackUpdate` in order."""
+
+    def __init__(self, matcher: Matcher | GalleryLike,
+                 settings: IdentitySettings = IdentitySettings()) -> None:
+        self.settings = settings
+        self._matcher = as_matcher(matcher)
+        self._tracks: dict[int, _Track] = {}
+        self._regallery = False
+
+    @property
+    def matcher(self) -> Matcher:
+        return self._matcher
+
+    def set_matcher(self, matcher: Matcher | GalleryLike) -> None:
+        """Swap the gallery; live tracks are matched against it at the next `update`."""
+        self._matcher = as_matcher(matcher)
+        self._regallery = True
+
+    @property
+    def enter_threshold(self) -> float:
+        if self.settings.threshold is not None:
+            return self.settings.threshold
+        return float(self._matcher.threshold)
+
+    @property
+    def exit_threshold(self) -> float:
+        return self.enter_threshold - self.settings.exit_margin
+
+    def update(self, tracks: TrackUpdate, observations: Sequence[Observation] = ()
+               ) -> IdentityUpdate:
+        ts = tracks.capture_ts
+        regallery, self._regallery = self._regallery, False
+        for obs in observations:
+            self._observe(obs, ts)
+        if regallery:
+            for track in self._tracks.values():
+                track.dirty = True
+        decisions = self._decide(ts, "gallery" if regallery else "evidence")
+        finals = self._finals(tracks)
+        wants = tuple(info.track_id for info in tracks.tracks
+                      if info.state is TrackState.CONFIRMED and self._wants(info.track_id))
+        return IdentityUpdate(ts, tuple(decisions), finals, self._current(tracks), wants)
+
+    # ------------------------------------------------------------------------------------
+
+    def _observe(self, obs: Observation, ts: float) -> None:
+        s = self.settings
+        emb = np.asarray(obs.embedding, np.float32).reshape(-1)
+        t = self._tracks.get(obs.track_id)
+        if t is None:
+            t = self._tracks[obs.track_id] = _Track(obs.track_id, emb.shape[0], ts)
+        t.last_ts = ts
+        t.embeddings += 1
+        weight = max(float(obs.quality), s.min_weight)
+        main = t.main
+        if (s.switch_evidence > 0 and main.count >= s.min_evidence
+                and main.similarity(emb) < s.switch_below):
+            ch = t.challenger
+            if ch is not None and ch.similarity(emb) < s.switch_below:
+                ch = None  # the held-aside faces do not agree with each other either
+            if ch is None:
+                ch = t.challenger = Evidence(t.dim)
+            ch.add(emb, weight, float(obs.quality), obs.crop, ts)
+            if ch.count >= s.switch_evidence:
+                t.main, t.challenger = ch, None
+                t.switched = True
+                t.dirty = True
+            return
+        t.challenger = None
+        main.add(emb, weight, float(obs.quality), obs.crop, ts)
+        t.dirty = True
+
+    def _decide(self, ts: float, default_reason: ChangeReason) -> list[Decision]:
+        s = self.settings
+        ready = [t for t in self._tracks.values() if t.dirty and t.main.count >= s.min_evidence]
+        for t in self._tracks.values():
+            t.dirty = False
+        if not ready:
+            return []
+        found: list[Nearest] = self._matcher.nearest(np.stack([t.main.mean for t in ready]))
+        enter, exit_ = self.enter_threshold, self.exit_threshold
+        out: list[Decision] = []
+        for t, nearest in zip(ready, found, strict=True):
+            switched, t.switched = t.switched, False
+            label = decide(t.label, nearest, enter, exit_)
+            previous = t.label
+            t.score, t.nearest_id = nearest.similarity, nearest.person_id
+            if label == previous:
+                continue
+            t.label = label
+            t.history.append(LabelSpan(ts, label.person_id, label.name, nearest.similarity))
+            n = t.main.count
+            if previous is None:
+                if label.person_id is not None and label.name is not None:
+                    out.append(Recognized(t.id, ts, label.person_id, label.name,
+                                          nearest.similarity, n))
+                else:
+                    out.append(Unknown(t.id, ts, nearest.similarity, nearest.person_id, n))
+            else:
+                reason: ChangeReason = "appearance" if switched else default_reason
+                out.append(Changed(t.id, ts, previous.person_id, previous.name, label.person_id,
+                                   label.name, nearest.similarity, n, reason))
+        return out
+
+    def _finals(self, tracks: TrackUpdate) -> tuple[FinalIdentity, ...]:
+        finals = []
+        for ended in tracks.ended:
+            gone = self._tracks.pop(ended.track_id, None)
+            if gone is not None:
+                finals.append(self._final(gone, ended.first_ts, ended.last_ts))
+        live = {t.track_id for t in tracks.tracks}
+        for tid in [k for k in self._tracks if k not in live]:  # ended in a missed update
+            missed = self._tracks.pop(tid)
+            finals.append(self._final(missed, missed.first_ts, missed.last_ts))
+        return tuple(finals)
+
+    def _current(self, tracks: TrackUpdate) -> tuple[TrackIdentity, ...]:
+        out = []
+        for info in tracks.tracks:
+            if info.state is TrackState.TENTATIVE:
+                continue
+            t = self._tracks.get(info.track_id)
+            if t is None:
+                out.append(TrackIdentity(info.track_id, "pending", None, None, None, 0))
+                continue
+            label = t.label
+            out.append(TrackIdentity(t.id, t.status(), label.person_id if label else None,
+                                     label.name if label else None, t.score, t.main.count))
+        return tuple(out)
+
+    def _wants(self, track_id: int) -> bool:
+        t = self._tracks.get(track_id)
+        if t is None:
+            return True
+        return t.challenger is not None or t.main.count < self.settings.min_evidence
+
+    def _final(self, t: _Track, first_ts: float, last_ts: float) -> FinalIdentity:
+        label = t.label
+        return FinalIdentity(
+            t.id, first_ts, last_ts, t.status(), label.person_id if label else None,
+            label.name if label else None, t.score, t.main.count, t.embeddings,
+            tuple(t.history), t.main.snapshot)

@@ -1,0 +1,137 @@
+"""One base for every child process role: spawn, naming, signals, logging, heartbeat.
+
+A role is a module-level function `main(ctx, *args)` that loops until `ctx.stopping()` and
+calls `ctx.beat()` at least every few seconds.  The supervisor judges liveness by that
+heartbeat, not by `is_alive()`: a process stuck in a C call is alive but useless.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import logging
+import logging.handlers
+import multiprocessing as mp
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from multiprocessing.context import SpawnContext, SpawnProcess
+from typing import Any, Callable
+
+# Children start from a fresh interpreter: nothing (threads, sockets, ONNX sessions, GStreamer
+# state) is inherited by accident, exactly as uvicorn and Frigate do it.
+SPAWN: SpawnContext = mp.get_context("spawn")
+
+# A child that never beats again is considered stuck after this long.
+HEARTBEAT_TIMEOUT_S = 20.0
+
+
+@dataclass
+class ChildContext:
+    """What a child receives; everything in it must survive pickling for spawn."""
+
+    role: str
+    stop_event: Any  # multiprocessing.Event
+    heartbeat: Any  # multiprocessing.Value('d'): time.monotonic() of the last beat
+    ready_event: Any  # multiprocessing.Event: set once the role is up
+    log_queue: Any  # multiprocessing.Queue of LogRecords for the supervisor's listener
+    log_level: int = logging.INFO
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def beat(self) -> None:
+        # CLOCK_MONOTONIC is system-wide on Linux, so the supervisor can compare it with its own
+        self.heartbeat.value = time.monotonic()
+
+    def stopping(self) -> bool:
+        return bool(self.stop_event.is_set())
+
+    def ready(self) -> None:
+        self.beat()
+        self.ready_event.set()
+
+
+def _set_process_name(name: str) -> None:
+    """Show `facewatch.<role>` in ps/top (the kernel keeps 15 characters)."""
+    try:
+        with open("/proc/self/comm", "w") as f:
+            f.write(name[:15])
+    except OSError:
+        pass
+
+
+def child_entry(ctx: ChildContext, target: Callable[..., None], args: tuple[Any, ...]) -> None:
+    """Runs first in every child (spawned), then hands over to the role's main function."""
+    _set_process_name(f"fw.{ctx.role}")
+    faulthandler.enable()  # a segfault in native code prints a Python traceback
+    root = logging.getLogger()
+    root.handlers[:] = [logging.handlers.QueueHandler(ctx.log_queue)]
+    root.setLevel(ctx.log_level)
+    # The supervisor owns signals: SIGTERM asks this child to finish its current work and
+    # return; Ctrl-C in a terminal reaches the whole process group, so children ignore SIGINT
+    # and let the supervisor orchestrate the shutdown.
+    signal.signal(signal.SIGTERM, lambda *_: ctx.stop_event.set())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    ctx.beat()
+    log = logging.getLogger(f"facewatch.{ctx.role}")
+    try:
+        target(ctx, *args)
+    except Exception:
+        log.exception("%s crashed", ctx.role)
+        sys.exit(1)
+    finally:
+        logging.shutdown()
+
+
+@dataclass
+class Child:
+    """A supervised child: how to start it, and its current process."""
+
+    role: str
+    target: Callable[..., None]
+    args: tuple[Any, ...]
+    ctx: ChildContext
+    process: SpawnProcess | None = None
+    started_at: float = 0.0
+    restarts: list[float] = field(default_factory=list)
+    next_start: float = 0.0  # monotonic time before which it must not be restarted
+
+    def start(self) -> None:
+        self.ctx.stop_event.clear()
+        self.ctx.ready_event.clear()
+        self.ctx.beat()
+        self.process = SPAWN.Process(target=child_entry, args=(self.ctx, self.target, self.args),
+                                     name=f"facewatch.{self.role}", daemon=False)
+        self.process.start()
+        self.started_at = time.monotonic()
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.is_alive()
+
+    def heartbeat_age(self) -> float:
+        return time.monotonic() - float(self.ctx.heartbeat.value)
+
+    def stop(self, timeout: float) -> None:
+        """Ask politely (stop event + SIGTERM), then kill after `timeout`."""
+        p = self.process
+        if p is None:
+            return
+        self.ctx.stop_event.set()
+        if p.is_alive() and p.pid:
+            try:
+                os.kill(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        p.join(timeout)
+        if p.is_alive():
+            p.kill()
+            p.join(2.0)
+        p.close()
+        self.process = None
+
+
+def make_context(role: str, log_queue: Any, log_level: int, **extra: Any) -> ChildContext:
+    return ChildContext(role=role, stop_event=SPAWN.Event(), heartbeat=SPAWN.Value("d", 0.0),
+                        ready_event=SPAWN.Event(), log_queue=log_queue, log_level=log_level,
+                        extra=extra)
