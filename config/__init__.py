@@ -1,1 +1,35 @@
-"""Typed, validated configuration for the daemon, plus example files and the event schema."""
+"""Typed, validated configuration for the daemon, plus example files and the event schema.
+
+    config = resolve(load_config(path))   # ConfigError (exit code 3) with `file:line: field: ...`
+
+One module per section (`cameras`, `inference`, `tracking`, `recognition`, `snapshots`,
+`outputs` + `mqtt`, `metrics`, `log`), all strict (`extra="forbid"`) and frozen.  Loading only
+validates; `resolve()` is the separate step that looks at the machine.
+"""
+
+from pathlib import Path
+
+from facewatch.config.cameras import CameraConfig
+from facewatch.config.daemon import DaemonConfig
+from facewatch.config.inference import InferenceConfig
+from facewatch.config.loader import load_config, parse_config
+from facewatch.config.log import LoggingConfig
+from facewatch.config.metrics import MetricsConfig
+from facewatch.config.mqtt import MqttOutput, MqttTls
+from facewatch.config.outputs import JsonlOutput, OutputsConfig, ZmqOutput
+from facewatch.config.recognition import RecognitionConfig
+from facewatch.config.resolve import resolve
+from facewatch.config.snapshots import SnapshotsConfig
+from facewatch.config.tracking import TrackingConfig
+
+__all__ = [
+    "CameraConfig", "DaemonConfig", "InferenceConfig", "JsonlOutput", "LoggingConfig",
+    "MetricsConfig", "MqttOutput", "MqttTls", "OutputsConfig", "RecognitionConfig",
+    "SnapshotsConfig", "TrackingConfig", "ZmqOutput", "load_config", "load_resolved",
+    "parse_config", "resolve",
+]
+
+
+def load_resolved(path: Path | str) -> DaemonConfig:
+    """`resolve(load_config(path))`: what `facewatch run` and `facewatch config check` use."""
+    return resolve(load_config(path))

@@ -6,6 +6,8 @@ that claims to be 50,000 x 50,000 pixels is refused without allocating 7 GB.
 
 from __future__ import annotations
 
+import re
+import sys
 import warnings
 from pathlib import Path
 
@@ -50,10 +52,24 @@ def load_image(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image (or an unsupported format)") from None
     except Image.DecompressionBombError as exc:
-        raise ImageError(f"{path}: refused as a decompression bomb ({exc})") from None
+        # Pillow refuses headers past twice its own limit inside Image.open, before our check
+        # runs; it is the same refusal (header only, nothing decoded), so say it the same way.
+        raise ImageError(f"{path}: {_claimed_size(exc)} is over the limit of "
+                         f"{min(max_pixels, _pillow_hard_limit()):,} (refused before decoding "
+                         f"as a possible decompression bomb)") from None
     except (OSError, SyntaxError, ValueError) as exc:
         # Pillow reports truncated or corrupt data as OSError ("image file is truncated").
         raise ImageError(f"{path}: corrupt or truncated image ({exc})") from None
+
+
+def _claimed_size(exc: Exception) -> str:
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    return f"{int(found.group(1)):,} pixels" if found else "its pixel count"
+
+
+def _pillow_hard_limit() -> int:
+    limit = Image.MAX_IMAGE_PIXELS
+    return 2 * int(limit) if limit else sys.maxsize
 
 
 def _to_rgb(img: Image.Image) -> np.ndarray:
@@ -61,7 +77,8 @@ def _to_rgb(img: Image.Image) -> np.ndarray:
         # 16-bit grayscale: scale the full range down to 8 bits.
         arr = np.asarray(img, dtype=np.float64)
         peak = max(float(arr.max()), 1.0)
-        gray = (arr * (255.0 / (65535.0 if peak > 255 else 255.0))).clip(0, 255).astype(np.uint8)
+        gray = np.rint(arr * (255.0 / (65535.0 if peak > 255 else 255.0))).clip(0, 255)
+        gray = gray.astype(np.uint8)
         return np.repeat(gray[:, :, None], 3, axis=2)
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         # Composite onto white rather than dropping alpha: transparent regions of cut-out

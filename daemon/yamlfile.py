@@ -75,6 +75,9 @@ def parse_yaml(text: str, path: Path, error: type[BadInputError] = BadInputError
         doc.data = _construct(node, (), doc.lines, yaml.SafeLoader(""), [1_000_000])
     except _AliasBomb:
         raise error(f"{path}: too many YAML aliases (refusing a possible alias bomb)") from None
+    except _DuplicateKey as dup:
+        raise error(f"{path}:{dup.line}: {dotted(dup.loc)}: duplicate key (first given on line "
+                    f"{dup.first_line}; YAML would silently keep only the last)") from None
     except RecursionError:
         raise error(f"{path}: nested too deeply, or an alias that contains itself") from None
     except yaml.constructor.ConstructorError as exc:
@@ -88,6 +91,12 @@ class _AliasBomb(Exception):
     pass
 
 
+class _DuplicateKey(Exception):
+    def __init__(self, loc: Location, line: int, first_line: int) -> None:
+        super().__init__(loc)
+        self.loc, self.line, self.first_line = loc, line, first_line
+
+
 def _construct(node: yaml.Node, loc: Location, lines: dict[Location, int],
                scalars: yaml.SafeLoader, budget: list[int]) -> Any:
     """Plain data from a node tree; `budget` caps nodes visited (aliases can multiply them)."""
@@ -97,13 +106,28 @@ def _construct(node: yaml.Node, loc: Location, lines: dict[Location, int],
     lines.setdefault(loc, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
+        key_lines: dict[Any, int] = {}
         for key_node, value_node in node.value:
-            key = scalars.construct_object(key_node, deep=True) \
+            key = _scalar(key_node, scalars) \
                 if isinstance(key_node, yaml.ScalarNode) else str(key_node.value)
             if isinstance(key, (list, dict)):
                 key = str(key)
+            if key in key_lines:
+                raise _DuplicateKey((*loc, str(key)), key_node.start_mark.line + 1, key_lines[key])
+            key_lines[key] = key_node.start_mark.line + 1
             out[key] = _construct(value_node, (*loc, str(key)), lines, scalars, budget)
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_construct(v, (*loc, i), lines, scalars, budget) for i, v in enumerate(node.value)]
-    return scalars.construct_object(node, deep=True)
+    return _scalar(node, scalars)
+
+
+def _scalar(node: yaml.Node, scalars: yaml.SafeLoader) -> Any:
+    try:
+        return scalars.construct_object(node, deep=True)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError):
+        # PyYAML's constructors for explicit tags (`!!int abc`, `!!bool maybe`,
+        # `!!timestamp x`, an empty `!!int`) fail with plain Python errors, not a marked one
+        raise yaml.constructor.ConstructorError(
+            None, None, f"{node.value!r} is not a valid {node.tag.rsplit(':', 1)[-1]}",
+            node.start_mark) from None

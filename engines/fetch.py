@@ -85,6 +85,9 @@ def _download(pinned: PinnedFile, url: str, target: Path) -> None:
                     bar.update(len(chunk))
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
+        if isinstance(exc, urllib.error.HTTPError):
+            reason = f"HTTP {exc.code} {reason}"
+            exc.close()  # an HTTP error carries the open response; do not leak its socket
         raise ModelError(f"{url}: download failed ({reason}); on an offline machine copy the "
                          f"files over and use `facewatch models fetch --from DIR`") from None
     data = b"".join(chunks)

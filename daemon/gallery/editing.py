@@ -41,7 +41,10 @@ def edit_gallery(path: Path, change: Callable[[dict[str, Any]], None],
         data = y.load("people: []\n")
     if not isinstance(data, dict):
         raise GalleryError(f"{path}: expected a mapping with `people:` at the top level")
-    data.setdefault("people", [])
+    if data.get("people") is None:  # absent, or `people:` with nothing under it yet
+        data["people"] = []
+    if not isinstance(data["people"], list):
+        raise GalleryError(f"{path}: `people:` must be a list of people")
     change(data)
     buf = io.StringIO()
     y.dump(data, buf)
@@ -78,9 +81,14 @@ def add_person_images(person_id: str, name: str | None, images: list[str]
         for entry in people:
             if isinstance(entry, dict) and entry.get("id") == person_id:
                 current = entry.get("images", [])
-                if isinstance(current, str):
-                    current = [current]
-                entry["images"] = list(current) + [i for i in images if i not in current]
+                if isinstance(current, list):
+                    # extend the round-trip sequence in place: replacing it would drop the
+                    # comments the user wrote beside its items
+                    current.extend(i for i in images if i not in current)
+                elif isinstance(current, str):
+                    entry["images"] = [current] + [i for i in images if i != current]
+                else:
+                    entry["images"] = list(images)
                 if name:
                     entry["name"] = name
                 return
@@ -96,9 +104,12 @@ def add_person_images(person_id: str, name: str | None, images: list[str]
 def remove_person(person_id: str) -> Callable[[dict[str, Any]], None]:
     def change(data: dict[str, Any]) -> None:
         people = data["people"]
-        keep = [e for e in people if not (isinstance(e, dict) and e.get("id") == person_id)]
-        if len(keep) == len(people):
+        found = [i for i, e in enumerate(people) if isinstance(e, dict) and e.get("id") == person_id]
+        if not found:
             raise GalleryError(f"no person with id {person_id!r} in the gallery")
-        people[:] = keep
+        # delete item by item: the round-trip sequence then moves the comments of the
+        # entries after it along, where a slice assignment would drop them
+        for i in reversed(found):
+            del people[i]
 
     return change

@@ -87,8 +87,8 @@ def load_gallery_spec(path: Path) -> GallerySpec:
     for i, entry in enumerate(parsed.people):
         where = doc.where(("people", i))
         if entry.id in seen:
-            raise GalleryError(f"{where}: people[{i}].id {entry.id!r} is already used by "
-                               f"people[{seen[entry.id]}]")
+            raise GalleryError(f"{doc.where(('people', i, 'id'))}: people[{i}].id: {entry.id!r} is "
+                               f"already used by people[{seen[entry.id]}]")
         seen[entry.id] = i
         patterns = [entry.images] if isinstance(entry.images, str) else entry.images
         if not patterns:

@@ -95,8 +95,12 @@ def load_state_dict(path: Path) -> dict[str, np.ndarray]:
     data = path.read_bytes()
     try:
         return _parse(io.BytesIO(data))
-    except (pickle.UnpicklingError, EOFError, ValueError, struct.error, KeyError) as exc:
-        raise ModelError(f"{path}: not a legacy PyTorch state_dict ({exc})") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, struct.error, KeyError,
+            # What a corrupt or hostile stream makes the unpickler itself raise: opcodes
+            # applied to the wrong kind of object, or lengths no buffer can have.
+            TypeError, AttributeError, IndexError, OverflowError, MemoryError) as exc:
+        raise ModelError(f"{path}: not a legacy PyTorch state_dict "
+                         f"({type(exc).__name__}: {exc})") from None
 
 
 def _parse(stream: io.BytesIO) -> dict[str, np.ndarray]:
@@ -106,12 +110,16 @@ def _parse(stream: io.BytesIO) -> dict[str, np.ndarray]:
     if _Unpickler(stream).load() != _PROTOCOL:
         raise ValueError("unsupported protocol version")
     sys_info = _Unpickler(stream).load()
+    if not isinstance(sys_info, dict):
+        raise ValueError("no system info where torch.save writes it")
     if not sys_info.get("little_endian", True):
         raise ValueError("big-endian files are not supported")
     state = _Unpickler(stream).load()
     if not isinstance(state, dict):
         raise ValueError(f"top-level object is a {type(state).__name__}, not a state_dict")
     keys = _Unpickler(stream).load()
+    if not isinstance(keys, list):
+        raise ValueError("no storage key list where torch.save writes it")
 
     refs = {t.storage.key: t.storage for t in state.values() if isinstance(t, _PendingTensor)}
     storages: dict[str, np.ndarray] = {}
@@ -130,6 +138,9 @@ def _parse(stream: io.BytesIO) -> dict[str, np.ndarray]:
             continue  # e.g. BatchNorm's num_batches_tracked is a tensor; plain ints are skipped
         flat = storages[value.storage.key]
         itemsize = flat.dtype.itemsize
+        if len(value.stride) != len(value.size) or any(st < 0 for st in value.stride):
+            # torch never writes negative strides; as_strided would read before the buffer
+            raise ValueError(f"tensor {name} has an invalid stride {value.stride}")
         last = value.offset + sum((n - 1) * st for n, st in zip(value.size, value.stride) if n)
         if any(n == 0 for n in value.size) or last >= flat.size or value.offset < 0:
             raise ValueError(f"tensor {name} lies outside its storage")

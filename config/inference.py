@@ -1,0 +1,78 @@
+"""`inference:` — which backend runs the detector and embedder, and how frames are batched."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from facewatch.config.base import ConfigPath, Section, located_error
+from facewatch.engines.backends.base import BackendName, BackendOptions, Precision
+from facewatch.engines.catalog import DEFAULT_EMBEDDER
+from pydantic import Field, model_validator
+
+if TYPE_CHECKING:
+    from facewatch.detection.mtcnn import MtcnnSettings
+    from facewatch.pipeline import PipelineSettings
+
+
+class InferenceConfig(Section):
+    backend: BackendName = Field(
+        default="onnxruntime",
+        description="onnxruntime (CPU, or CUDA when available) or tensorrt (NVIDIA GPUs).")
+    precision: Precision = Field(
+        default="fp32", description="fp32, fp16 (tensorrt only) or int8 (a quantised model, or a "
+                            "calibrated TensorRT engine).")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto",
+        description="ONNX Runtime device: auto uses CUDA when the installed ONNX Runtime offers it.")
+    threads: int = Field(default=2, ge=1, le=256, description="Intra-op threads per model.")
+    max_batch: int = Field(
+        default=8, ge=1, le=64, description="Most frames analysed in one batch, across all cameras.")
+    max_wait_ms: float = Field(
+        default=20.0, ge=0, le=1000,
+        description="Longest a frame waits for a batch to fill before the batch runs anyway.")
+    max_per_camera: int | None = Field(
+        default=None, ge=1, le=64,
+        description="Most frames one camera may put in a batch, so a busy camera cannot starve "
+                    "the others; default: max_batch (no cap).")
+    models_dir: ConfigPath | None = Field(
+        default=None, description="Folder of <name>.onnx + <name>.json models; default: $FACEWATCH_MODELS "
+                          "or the per-user data folder, as for the CLI.")
+    embedder: str = Field(
+        default=DEFAULT_EMBEDDER, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
+        description="Embedder model name in models_dir; the gallery must be built with the same one.")
+    flip: bool = Field(
+        default=False, description="Also embed the mirrored face and average (twice the embedding cost).")
+    min_face: float = Field(
+        default=40.0, ge=12, le=4096,
+        description="Smallest face side to detect, in pixels of the analysed frame; smaller is slower.")
+    scale_factor: float = Field(
+        default=0.709, ge=0.5, le=0.95, description="Ratio between image pyramid levels of the detector.")
+
+    @model_validator(mode="after")
+    def _check_combination(self) -> InferenceConfig:
+        if self.max_per_camera is not None and self.max_per_camera > self.max_batch:
+            raise located_error(("max_per_camera",),
+                                f"must not exceed max_batch ({self.max_batch})")
+        if self.precision == "fp16" and self.backend != "tensorrt":
+            raise located_error(("precision",), "fp16 needs backend: tensorrt; on ONNX Runtime "
+                                                "use fp32 or int8")
+        return self
+
+    @property
+    def per_camera_cap(self) -> int:
+        return self.max_per_camera if self.max_per_camera is not None else self.max_batch
+
+    def backend_options(self) -> BackendOptions:
+        return BackendOptions(backend=self.backend, precision=self.precision,
+                              intra_op_threads=self.threads, device=self.device)
+
+    def detector_settings(self) -> MtcnnSettings:
+        from facewatch.detection.mtcnn import MtcnnSettings
+
+        return MtcnnSettings(min_face=self.min_face, scale_factor=self.scale_factor)
+
+    def pipeline_settings(self) -> PipelineSettings:
+        from facewatch.pipeline import PipelineSettings
+
+        return PipelineSettings(embedder=self.embedder, flip=self.flip,
+                                detector=self.detector_settings(), backend=self.backend_options())

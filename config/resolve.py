@@ -1,0 +1,128 @@
+"""The step after validation: everything that depends on the machine rather than the file.
+
+`resolve()` makes relative paths absolute against the config file's folder, fills the folders
+that default to systemd's `$STATE_DIRECTORY` (or the per-user ones), and reads secrets from
+`password_file` or `$CREDENTIALS_DIRECTORY`.  It returns a new frozen `DaemonConfig`; the
+validated one is left as it was.  It does not read the gallery, probe devices or open sockets.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import platformdirs
+from facewatch.config.daemon import DaemonConfig
+from facewatch.config.mqtt import MQTT_PASSWORD_CREDENTIAL, MqttOutput
+from facewatch.errors import ConfigError
+from facewatch.streams.urls import SourceKind
+from facewatch.yamlfile import Location, dotted
+from pydantic import SecretStr
+
+MODELS_ENV = "FACEWATCH_MODELS"  # as facewatch.engines.store
+MAX_SECRET_BYTES = 64 * 1024
+
+
+def resolve(config: DaemonConfig, *, base_dir: Path | None = None,
+            environ: Mapping[str, str] | None = None) -> DaemonConfig:
+    """`config` ready to run; raises `ConfigError` (one line) if a secret cannot be read."""
+    if config.is_resolved:
+        return config
+    env = os.environ if environ is None else environ
+    if base_dir is None:
+        base_dir = config.source.parent if config.source is not None else Path.cwd()
+    base = base_dir.expanduser().absolute()
+
+    def absolute(path: Path) -> Path:
+        path = path.expanduser()
+        return path if path.is_absolute() else base / path
+
+    cameras = tuple(
+        c.model_copy(update={"url": str(absolute(Path(c.url)))})
+        if c.kind is SourceKind.FILE and not c.url.startswith("file:") else c
+        for c in config.cameras)
+
+    if config.state_dir is not None:
+        state_dir = absolute(config.state_dir)
+    elif env.get("STATE_DIRECTORY"):
+        # systemd sets it, colon-separated when the unit names several; the first is ours.
+        state_dir = Path(env["STATE_DIRECTORY"].split(":")[0])
+    else:
+        state_dir = platformdirs.user_state_path("facewatch")
+
+    snapshots = config.snapshots.model_copy(update={
+        "dir": absolute(config.snapshots.dir) if config.snapshots.dir else state_dir / "snapshots"})
+
+    inference = config.inference
+    if inference.models_dir is not None:
+        models_dir = absolute(inference.models_dir)
+    elif env.get(MODELS_ENV):
+        models_dir = Path(env[MODELS_ENV]).expanduser()
+    else:
+        models_dir = platformdirs.user_data_path("facewatch") / "models"
+    inference = inference.model_copy(update={"models_dir": models_dir})
+
+    outputs = config.outputs
+    if outputs.jsonl is not None:
+        outputs = outputs.model_copy(update={
+            "jsonl": outputs.jsonl.model_copy(update={"path": absolute(outputs.jsonl.path)})})
+    if outputs.mqtt is not None:
+        outputs = outputs.model_copy(update={
+            "mqtt": _resolve_mqtt(config, outputs.mqtt, absolute, env)})
+
+    resolved = config.model_copy(update={
+        "cameras": cameras, "gallery": absolute(config.gallery), "state_dir": state_dir,
+        "snapshots": snapshots, "inference": inference, "outputs": outputs})
+    resolved._resolved = True
+    return resolved
+
+
+def _resolve_mqtt(config: DaemonConfig, mqtt: MqttOutput, absolute: Callable[[Path], Path],
+                  env: Mapping[str, str]) -> MqttOutput:
+    update: dict[str, object] = {}
+    if mqtt.tls is not None:
+        update["tls"] = mqtt.tls.model_copy(update={
+            name: absolute(value) for name in ("ca", "cert", "key")
+            if (value := getattr(mqtt.tls, name)) is not None})
+    if mqtt.password_file is not None:
+        path = absolute(mqtt.password_file)
+        update["password_file"] = path
+        update["password"] = read_secret(path, config, ("outputs", "mqtt", "password_file"))
+    elif mqtt.password is None and mqtt.username is not None and env.get("CREDENTIALS_DIRECTORY"):
+        path = Path(env["CREDENTIALS_DIRECTORY"]) / MQTT_PASSWORD_CREDENTIAL
+        if path.is_file():
+            update["password"] = read_secret(path, config, ("outputs", "mqtt", "password"))
+    return mqtt.model_copy(update=update) if update else mqtt
+
+
+def read_secret(path: Path, config: DaemonConfig, loc: Location) -> SecretStr:
+    """The secret in `path`: its text without the trailing newline; never logged or shown."""
+    try:
+        return _read_secret(path)
+    except ValueError as exc:
+        raise ConfigError(" ".join(f"{config.where(loc)}: {dotted(loc)}: {exc}".split())) from None
+
+
+def _read_secret(path: Path) -> SecretStr:
+    try:
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):  # a FIFO or /dev/zero would never end
+            raise ValueError(f"{path} is not a regular file")
+        size = st.st_size
+        if size > MAX_SECRET_BYTES:
+            raise ValueError(f"{path} is {size:,} bytes, too large for a secret")
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file") from None
+    except PermissionError:
+        raise ValueError(f"{path}: permission denied") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not UTF-8 text") from None
+    except OSError as exc:
+        raise ValueError(f"{path}: {exc.strerror}") from None
+    secret = text.removesuffix("\n").removesuffix("\r")
+    if not secret:
+        raise ValueError(f"{path} is empty")
+    return SecretStr(secret)

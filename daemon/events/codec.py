@@ -1,0 +1,85 @@
+"""Events to and from their JSON form (UTF-8, one object, no newlines inside).
+
+    {"v": 1, "type": "face.recognized", "seq": 7, "event_id": "9f0c...", "camera": "door",
+     "ts": 1718000000.125, "published_ts": 1718000000.31, "track_id": 3, "identity": "ada",
+     "name": "Ada Lovelace", "score": 0.71, "bbox": [412.5, 80.0, 530.25, 226.0],
+     "snapshot": "/var/lib/facewatch/snapshots/door/...jpg", "metadata": {"team": "lab"}}
+
+The common fields come first, then the type's own, in a fixed order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+from typing import Any
+
+from facewatch.events.records import EVENT_TYPES, SCHEMA_VERSION, Event
+
+_COMMON = ("v", "type", "seq", "event_id", "camera", "ts", "published_ts")
+
+
+class EventFormatError(ValueError):
+    """Text or data that is not an event of a known type and version."""
+
+
+def to_dict(event: Event) -> dict[str, Any]:
+    """The event as JSON-ready data (lists, not tuples; plain dicts)."""
+    out: dict[str, Any] = {"v": SCHEMA_VERSION, "type": event.type, "seq": event.seq,
+                           "event_id": event.event_id, "camera": event.camera, "ts": event.ts,
+                           "published_ts": event.published_ts}
+    for f in dataclasses.fields(event):
+        if f.name in out:
+            continue
+        value = getattr(event, f.name)
+        if f.name == "bbox":
+            value = list(value)
+        elif f.name == "metadata":
+            value = dict(value)
+        out[f.name] = value
+    return out
+
+
+def to_json(event: Event) -> bytes:
+    return json.dumps(to_dict(event), ensure_ascii=False, separators=(",", ":"),
+                      allow_nan=False, default=_json_default).encode("utf-8")
+
+
+def from_dict(data: Any) -> Event:
+    """The event `data` describes; `EventFormatError` if it is not one this version knows."""
+    if not isinstance(data, dict):
+        raise EventFormatError(f"an event is a JSON object, got {type(data).__name__}")
+    version = data.get("v")
+    if version != SCHEMA_VERSION:
+        raise EventFormatError(f"event version {version!r} is not supported (expected {SCHEMA_VERSION})")
+    kind = data.get("type")
+    cls = EVENT_TYPES.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise EventFormatError(f"unknown event type {kind!r}")
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    # Unknown fields are ignored: a newer daemon may add some within the same version.
+    kwargs = {k: v for k, v in data.items() if k in names}
+    if "bbox" in kwargs and isinstance(kwargs["bbox"], list):
+        kwargs["bbox"] = tuple(kwargs["bbox"])
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise EventFormatError(f"{kind} event: {exc}") from None
+
+
+def from_json(text: str | bytes) -> Event:
+    try:
+        data = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise EventFormatError(f"not JSON: {exc}") from None
+    return from_dict(data)
+
+
+def _json_default(value: Any) -> Any:
+    # Gallery metadata is free-form YAML, which has dates; anything else is shown as text.
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return value.isoformat()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return str(value)

@@ -1,0 +1,31 @@
+"""The publishers a config asks for; each transport's module is imported only when used."""
+
+from __future__ import annotations
+
+from facewatch.config import DaemonConfig
+from facewatch.publishers.base import AckHook, Publisher
+
+
+def build_publishers(config: DaemonConfig, *, on_ack: AckHook | None = None) -> list[Publisher]:
+    """Unstarted publishers for `config.outputs`, in the order zmq, mqtt, jsonl.
+
+    `config` must be resolved (`facewatch.config.resolve`): the MQTT password read and paths
+    absolute.  `on_ack` is called with an event id when the MQTT broker has acknowledged it.
+    """
+    if not config.is_resolved:
+        raise ValueError("build_publishers needs a resolved config (facewatch.config.resolve)")
+    outputs = config.outputs
+    publishers: list[Publisher] = []
+    if outputs.zmq is not None:
+        from facewatch.publishers.zmq import ZmqPublisher
+
+        publishers.append(ZmqPublisher(outputs.zmq.bind, send_hwm=outputs.zmq.send_hwm))
+    if outputs.mqtt is not None:
+        from facewatch.publishers.mqtt import MqttPublisher
+
+        publishers.append(MqttPublisher(outputs.mqtt, config.camera_names, on_ack=on_ack))
+    if outputs.jsonl is not None:
+        from facewatch.publishers.jsonl import JsonlPublisher
+
+        publishers.append(JsonlPublisher(outputs.jsonl.path))
+    return publishers

@@ -1,0 +1,327 @@
+"""MQTT: events to a broker with paho-mqtt 2, reconnecting in the background.
+
+Topics (`<prefix>` is `outputs.mqtt.prefix`, `facewatch` by default):
+
+    <prefix>/available            "online" (retained) after every (re)connect; "offline"
+                                  (retained) as the Last Will and on a clean stop
+    <prefix>/events               every event, JSON, QoS `outputs.mqtt.qos` (1)
+    <prefix>/<camera>/<type>      the same event again per camera and type, e.g.
+                                  facewatch/door/face.recognized, facewatch/door/track.ended
+    <prefix>/<camera>/status      the camera's latest camera.status event, retained, so a
+                                  client that connects later learns each camera's state
+
+With `home_assistant: true`, discovery configs (retained) under `<discovery_prefix>`: per
+camera a sensor with the last recognised name and a binary_sensor that turns on for
+`HA_OFF_DELAY_S` seconds when someone is recognised, both unavailable while
+`<prefix>/available` says "offline".  They are sent again when Home Assistant announces itself
+on `<discovery_prefix>/status`.
+
+Delivery: with QoS 1 the broker acknowledges each message (PUBACK); once every message of an
+event is acknowledged, `on_ack(event_id)` is called, in paho's network thread.  While the
+broker is away, QoS 1/2 messages wait in memory (at most `max_queued` messages) and are sent
+after reconnecting; they are lost if the process ends first.  An unreachable broker at start
+neither blocks nor fails `start()`: one warning is logged and paho keeps retrying with an
+exponential backoff.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from facewatch import __version__
+from facewatch.config.mqtt import MqttOutput
+from facewatch.errors import ConfigError
+from facewatch.events import CameraStatus, Event, to_json
+from facewatch.publishers.base import AckHook, PublisherError
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.reasoncodes import ReasonCode
+
+log = logging.getLogger(__name__)
+
+AVAILABLE = "online"
+UNAVAILABLE = "offline"
+HA_OFF_DELAY_S = 30
+
+
+def event_topics(prefix: str, event: Event) -> list[tuple[str, bool]]:
+    """(topic, retain) for every message that carries `event`."""
+    if isinstance(event, CameraStatus):
+        return [(f"{prefix}/events", False), (status_topic(prefix, event.camera), True)]
+    return [(f"{prefix}/events", False), (f"{prefix}/{event.camera}/{event.type}", False)]
+
+
+def status_topic(prefix: str, camera: str) -> str:
+    return f"{prefix}/{camera}/status"
+
+
+def availability_topic(prefix: str) -> str:
+    return f"{prefix}/available"
+
+
+def discovery_messages(settings: MqttOutput, cameras: Sequence[str]) -> list[tuple[str, str]]:
+    """(topic, JSON config) of the Home Assistant entities for `cameras`."""
+    prefix = settings.prefix
+    node = re.sub(r"[^A-Za-z0-9_-]", "_", prefix)
+    out = []
+    for camera in cameras:
+        recognized = f"{prefix}/{camera}/face.recognized"
+        device = {"identifiers": [f"{node}_{camera}"], "name": f"facewatch {camera}",
+                  "manufacturer": "facewatch", "model": "face recognition", "sw_version": __version__}
+        common = {"availability_topic": availability_topic(prefix),
+                  "payload_available": AVAILABLE, "payload_not_available": UNAVAILABLE,
+                  "state_topic": recognized, "device": device}
+        sensor = {**common, "name": "Last recognised", "unique_id": f"{node}_{camera}_last_name",
+                  "value_template": "{{ value_json.name }}", "json_attributes_topic": recognized,
+                  "icon": "mdi:face-recognition"}
+        binary = {**common, "name": "Someone recognised", "unique_id": f"{node}_{camera}_recognised",
+                  "value_template": "ON", "payload_on": "ON", "off_delay": HA_OFF_DELAY_S,
+                  "device_class": "occupancy"}
+        out.append((f"{settings.discovery_prefix}/sensor/{node}/{camera}_last_name/config",
+                    json.dumps(sensor)))
+        out.append((f"{settings.discovery_prefix}/binary_sensor/{node}/{camera}_recognised/config",
+                    json.dumps(binary)))
+    return out
+
+
+class MqttPublisher:
+    name = "mqtt"
+
+    def __init__(self, settings: MqttOutput, cameras: Sequence[str] = (), *,
+                 on_ack: AckHook | None = None, reconnect_min_s: int = 1,
+                 reconnect_max_s: int = 30, max_queued: int = 10_000,
+                 stop_timeout_s: float = 2.0) -> None:
+        """`settings` should come from a resolved config (password read, paths absolute)."""
+        self.settings = settings
+        self.cameras = tuple(cameras)
+        self.on_ack = on_ack
+        self.reconnect_min_s = reconnect_min_s
+        self.reconnect_max_s = reconnect_max_s
+        self.max_queued = max_queued
+        self.stop_timeout_s = stop_timeout_s
+        self.client_id = settings.client_id or f"facewatch-{socket.gethostname()}"[:128]
+        self._client: mqtt.Client | None = None
+        # Guards the bookkeeping below; never held while calling into paho (see publish).
+        self._lock = threading.Lock()
+        self._connected = threading.Event()
+        self._stopping = False
+        self._failed_attempts = 0
+        self._mid_event: dict[int, str | None] = {}  # in-flight message → its event (None: ours)
+        self._unacked: dict[str, int] = {}  # event_id → messages not yet acknowledged
+        self._early_acks: set[int] = set()  # acknowledged before publish() returned its mid
+        self._last_status: dict[str, bytes] = {}  # camera → latest camera.status payload
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def wait_connected(self, timeout_s: float) -> bool:
+        return self._connected.wait(timeout_s)
+
+    def start(self) -> None:
+        if self._client is not None:
+            return
+        s = self.settings
+        self._stopping = False
+        self._failed_attempts = 0
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                             protocol=mqtt.MQTTv311, clean_session=True)
+        client.suppress_exceptions = True  # a bug in a callback must not end the network thread
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        client.reconnect_delay_set(min_delay=self.reconnect_min_s, max_delay=self.reconnect_max_s)
+        client.max_queued_messages_set(self.max_queued)
+        client.will_set(availability_topic(s.prefix), UNAVAILABLE, qos=1, retain=True)
+        if s.username is not None:
+            password = s.password.get_secret_value() if s.password is not None else None
+            client.username_pw_set(s.username, password)
+        if s.tls is not None:
+            try:
+                client.tls_set(ca_certs=str(s.tls.ca) if s.tls.ca else None,
+                               certfile=str(s.tls.cert) if s.tls.cert else None,
+                               keyfile=str(s.tls.key) if s.tls.key else None)
+            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                raise ConfigError(f"outputs.mqtt.tls: cannot load the certificates ({exc})") from None
+        # Resolving and connecting happen in the network thread: start() never waits for them.
+        client.connect_async(s.host, s.port, keepalive=s.keepalive)
+        self._client = client
+        client.loop_start()
+
+    def publish(self, event: Event) -> None:
+        client = self._client
+        if client is None:
+            raise PublisherError("the MQTT publisher is not started")
+        payload = to_json(event)
+        qos = self.settings.qos
+        topics = event_topics(self.settings.prefix, event)
+        with self._lock:
+            if isinstance(event, CameraStatus):
+                self._last_status[event.camera] = payload
+            # Added, not set: the same event may be sent again (an outbox retrying) while the
+            # first copy is still in flight; the hook fires once every copy is acknowledged.
+            self._unacked[event.event_id] = self._unacked.get(event.event_id, 0) + len(topics)
+        failure = None
+        for topic, retain in topics:
+            # Not under self._lock: paho holds its own lock while it calls on_publish, which
+            # takes self._lock; holding ours while calling into paho would invert the order.
+            info = client.publish(topic, payload, qos=qos, retain=retain)
+            if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
+                failure = f"more than {self.max_queued} messages wait for the broker: event dropped"
+            elif info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN and qos == 0:
+                failure = "not connected, and QoS 0 messages are not queued: event dropped"
+            elif info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+                failure = f"publish failed: {mqtt.error_string(info.rc)}"
+            else:
+                self._track(info.mid, event.event_id)
+        if failure is not None:
+            with self._lock:
+                # Never acknowledged: whatever part was sent, the event counts as not delivered.
+                self._unacked.pop(event.event_id, None)
+            raise PublisherError(f"MQTT {self.settings.address}: {failure}")
+
+    def stop(self) -> None:
+        client, self._client = self._client, None
+        if client is None:
+            return
+        self._stopping = True
+        if self.connected:
+            # Give events in flight a moment to be acknowledged, then say goodbye.
+            deadline = time.monotonic() + self.stop_timeout_s
+            while self._pending_events() and time.monotonic() < deadline and self.connected:
+                time.sleep(0.01)
+            info = client.publish(availability_topic(self.settings.prefix), UNAVAILABLE, qos=1,
+                                  retain=True)
+            try:
+                info.wait_for_publish(self.stop_timeout_s)
+            except (ValueError, RuntimeError):
+                pass
+            client.disconnect()
+        lost = self._pending_events()
+        if lost:
+            log.warning("MQTT %s: %d event(s) not acknowledged by the broker at stop",
+                        self.settings.address, lost)
+        client.loop_stop()
+        self._connected.clear()
+
+    def _pending_events(self) -> int:
+        with self._lock:
+            return len(self._unacked)
+
+    # -- paho callbacks, in its network thread ------------------------------------------------
+
+    def _track(self, mid: int, event_id: str | None) -> None:
+        """Remember which event message `mid` belongs to (None: one of our own messages)."""
+        with self._lock:
+            if mid in self._early_acks:  # acknowledged before publish() returned
+                self._early_acks.discard(mid)
+                done = self._count_ack(event_id)
+            else:
+                self._mid_event[mid] = event_id
+                done = None
+        self._call_hook(done)
+
+    def _count_ack(self, event_id: str | None) -> str | None:
+        """Under self._lock: the event id if this acknowledgement completes its event."""
+        if event_id is None:
+            return None
+        remaining = self._unacked.get(event_id)
+        if remaining is None:
+            return None  # failed, or already complete
+        if remaining > 1:
+            self._unacked[event_id] = remaining - 1
+            return None
+        del self._unacked[event_id]
+        return event_id
+
+    def _call_hook(self, event_id: str | None) -> None:
+        if event_id is None or self.on_ack is None:
+            return
+        try:
+            self.on_ack(event_id)
+        except Exception:
+            log.exception("the MQTT acknowledgement hook failed for event %s", event_id)
+
+    def _on_publish(self, _client: mqtt.Client, _userdata: Any, mid: int, reason: ReasonCode,
+                    _properties: Any) -> None:
+        with self._lock:
+            if mid not in self._mid_event:
+                self._early_acks.add(mid)
+                return
+            event_id = self._mid_event.pop(mid)
+            if reason.is_failure:  # MQTT 5 only; a 3.1.1 PUBACK carries no reason
+                self._unacked.pop(event_id or "", None)
+                return
+            done = self._count_ack(event_id)
+        self._call_hook(done)
+
+    def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode,
+                    _properties: Any) -> None:
+        address = self.settings.address
+        if reason.is_failure:
+            if self._failed_attempts == 0:
+                log.warning("MQTT broker %s refused the connection (%s); retrying in the "
+                            "background", address, reason)
+            self._failed_attempts += 1
+            return
+        if self._failed_attempts:
+            log.info("connected to MQTT broker %s after %d failed attempt(s)", address,
+                     self._failed_attempts)
+        else:
+            log.info("connected to MQTT broker %s", address)
+        self._failed_attempts = 0
+        prefix = self.settings.prefix
+        self._publish_own(client, availability_topic(prefix), AVAILABLE.encode(), retain=True)
+        with self._lock:
+            statuses = list(self._last_status.items())
+        for camera, payload in statuses:
+            # The broker may have restarted without persistence and lost the retained state.
+            self._publish_own(client, status_topic(prefix, camera), payload, retain=True)
+        if self.settings.home_assistant:
+            client.subscribe(f"{self.settings.discovery_prefix}/status", qos=1)
+            self._publish_discovery(client)
+        self._connected.set()
+
+    def _on_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
+        if self._failed_attempts == 0:
+            log.warning("cannot reach MQTT broker %s; events wait in memory (up to %d messages) "
+                        "and paho retries in the background every %d-%d s",
+                        self.settings.address, self.max_queued, self.reconnect_min_s,
+                        self.reconnect_max_s)
+        else:
+            log.debug("MQTT broker %s still unreachable (attempt %d)", self.settings.address,
+                      self._failed_attempts + 1)
+        self._failed_attempts += 1
+
+    def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode,
+                       _properties: Any) -> None:
+        was_connected = self._connected.is_set()
+        self._connected.clear()
+        if was_connected and not self._stopping:
+            log.warning("lost the connection to MQTT broker %s (%s); reconnecting",
+                        self.settings.address, reason)
+            self._failed_attempts = 0
+
+    def _on_message(self, client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if (self.settings.home_assistant
+                and message.topic == f"{self.settings.discovery_prefix}/status"
+                and message.payload == b"online"):
+            self._publish_discovery(client)  # Home Assistant restarted and forgot its entities
+
+    def _publish_discovery(self, client: mqtt.Client) -> None:
+        for topic, payload in discovery_messages(self.settings, self.cameras):
+            self._publish_own(client, topic, payload.encode(), retain=True)
+
+    def _publish_own(self, client: mqtt.Client, topic: str, payload: bytes, retain: bool) -> None:
+        info = client.publish(topic, payload, qos=1, retain=retain)
+        if info.rc in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            self._track(info.mid, None)

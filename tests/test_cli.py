@@ -1,0 +1,264 @@
+"""The `facewatch` console script, run as a user runs it: a real subprocess, real models,
+real photos.  With --json every subcommand prints exactly one JSON document on stdout; bad
+input exits 2 with one line on stderr naming what is wrong."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from facewatch.images import load_image
+from facewatch.pipeline import FacePipeline
+
+_SCRIPT = Path(sys.executable).with_name("facewatch")
+COMMAND = [str(_SCRIPT)] if _SCRIPT.is_file() else [sys.executable, "-m", "facewatch"]
+
+
+@pytest.fixture(scope="module")
+def env(models_dir: Path) -> dict[str, str]:
+    return {**os.environ, "FACEWATCH_MODELS": str(models_dir)}
+
+
+def run(args: list[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*COMMAND, *args], check=False, capture_output=True, text=True, env=env,
+                          cwd=cwd, timeout=600, stdin=subprocess.DEVNULL)
+
+
+def run_json(args: list[str], env: dict[str, str], cwd: Path | None = None, code: int = 0) -> Any:
+    proc = run([*args, "--json"], env, cwd)
+    assert proc.returncode == code, proc.stderr
+    assert proc.stdout.count("\n") == 1 and proc.stdout.endswith("\n"), proc.stdout[:500]
+    return json.loads(proc.stdout)
+
+
+def _one_line_error(proc: subprocess.CompletedProcess[str], *names: str, after_progress: bool = False) -> str:
+    """Exit 2 and one line on stderr naming what is wrong.
+
+    `after_progress`: for `models fetch`, whose INFO progress lines (one per model built)
+    come first; the error is then still one line, and the last.
+    """
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.splitlines()
+    if after_progress:
+        assert "Traceback" not in proc.stderr
+        assert [line for line in lines if "error" in line.lower()] == lines[-1:], proc.stderr
+        lines = lines[-1:]
+    assert len(lines) == 1, proc.stderr
+    for name in names:
+        assert name in lines[0]
+    return lines[0]
+
+
+def _numbers(value: Any, shape: tuple[int, ...]) -> np.ndarray:
+    array = np.asarray(value)
+    assert array.shape == shape and array.dtype.kind == "f", value
+    return array
+
+
+def _check_face(face: dict[str, Any]) -> None:
+    assert {"box", "score", "landmarks"} <= set(face)
+    box = _numbers(face["box"], (4,))
+    assert box[2] > box[0] and box[3] > box[1]
+    assert isinstance(face["score"], float) and 0.7 < face["score"] <= 1.0
+    _numbers(face["landmarks"], (5, 2))
+
+
+# detect / embed / identify ------------------------------------------------------------
+
+def test_detect(env: dict[str, str], photos: Path, pipeline: FacePipeline) -> None:
+    relative = "face_recognition_examples/examples/obama.jpg"
+    absolute = str(photos / "facenet_pytorch" / "data" / "multiface.jpg")
+    doc = run_json(["detect", relative, absolute], env, cwd=photos)
+    assert list(doc) == ["images"]
+    assert [image["path"] for image in doc["images"]] == [relative, absolute]  # as given
+    for image in doc["images"]:
+        assert set(image) == {"path", "faces"}
+        for face in image["faces"]:
+            _check_face(face)
+    obama, group = doc["images"]
+    assert len(group["faces"]) == 6
+    expected = pipeline.detector.detect(load_image(photos / relative))
+    assert len(obama["faces"]) == len(expected)
+    np.testing.assert_allclose(obama["faces"][0]["box"], expected.boxes[0], atol=0.006)
+    np.testing.assert_allclose(obama["faces"][0]["landmarks"], expected.landmarks[0], atol=0.006)
+
+
+def test_embed(env: dict[str, str], examples: Path, pipeline: FacePipeline) -> None:
+    doc = run_json(["embed", str(examples / "obama2.jpg")], env)
+    [face] = doc["images"][0]["faces"]
+    _check_face(face)
+    vector = _numbers(face["embedding"], (192,))
+    assert abs(np.linalg.norm(vector) - 1) < 1e-4
+    expected = pipeline.analyze([load_image(examples / "obama2.jpg")])[0].embeddings
+    assert expected is not None and float(vector @ expected[0]) > 0.9999
+
+
+def test_identify(env: dict[str, str], examples: Path, tmp_path: Path) -> None:
+    train, test = examples / "knn_examples" / "train", examples / "knn_examples" / "test"
+    gallery = tmp_path / "gallery.yaml"
+    gallery.write_text(f"people:\n  - id: obama\n    name: Barack Obama\n"
+                       f"    images: [{train / 'obama' / 'obama2.jpg'}]\n"
+                       f"  - id: biden\n    images: [{train / 'biden' / 'biden2.jpg'}]\n")
+    doc = run_json(["identify", "--gallery", str(gallery), str(test / "obama_and_biden.jpg"),
+                    str(test / "alex_lacamoire1.jpg")], env)
+    both, alex = doc["images"]
+    for face in both["faces"] + alex["faces"]:
+        _check_face(face)
+        assert {"identity", "name", "similarity"} <= set(face)
+    named = {f["identity"]: f["name"] for f in both["faces"] if f["identity"]}
+    assert named == {"obama": "Barack Obama", "biden": "biden"}
+    assert [f["identity"] for f in alex["faces"]] == [None]  # not enrolled
+    assert (tmp_path / "gallery.facewatch" / "analysis.sqlite").is_file()  # state beside the gallery
+
+
+def test_bad_images_exit_2_naming_the_file(env: dict[str, str], examples: Path, tmp_path: Path) -> None:
+    text = tmp_path / "notes.jpg"
+    text.write_text("not a photo\n")
+    good = str(examples / "obama2.jpg")
+    doc = run_json(["detect", good, str(text)], env, code=2)
+    assert [i["path"] for i in doc["images"]] == [good, str(text)]
+    assert len(doc["images"][0]["faces"]) == 1
+    assert doc["images"][1]["faces"] == [] and str(text) in doc["images"][1]["error"]
+    proc = run(["detect", str(text), good], env)
+    _one_line_error(proc, str(text), "not an image")
+    assert proc.stdout.startswith(f"{good}: 1 face(s)")  # the good image is still reported
+    truncated = tmp_path / "half.jpg"
+    truncated.write_bytes((examples / "obama2.jpg").read_bytes()[:5000])
+    _one_line_error(run(["embed", str(truncated)], env), str(truncated), "truncated")
+    _one_line_error(run(["detect", str(tmp_path / "missing.jpg")], env), "missing.jpg", "no such file")
+
+
+def test_bad_arguments_exit_2(env: dict[str, str], examples: Path, tmp_path: Path) -> None:
+    line = _one_line_error(run(["detect", "--min-face", "5", str(examples / "obama2.jpg")], env),
+                           "--min-face 5")
+    assert line.startswith("facewatch: error: ")
+    empty = tmp_path / "no-models"
+    empty.mkdir()
+    proc = run(["detect", "--json", "--models", str(empty), str(examples / "obama2.jpg")], env)
+    _one_line_error(proc, str(empty / "mtcnn-pnet.json"), "models fetch")
+    assert json.loads(proc.stdout) == {"error": proc.stderr.split("error: ", 1)[1].strip(), "exit_code": 2}
+
+
+# gallery ------------------------------------------------------------------------------
+
+def test_gallery_subcommands(env: dict[str, str], examples: Path, photos: Path, tmp_path: Path) -> None:
+    train = examples / "knn_examples" / "train"
+    gallery = tmp_path / "gallery.yaml"
+    gallery.write_text(f"# front door\npeople:\n  - id: obama  # the boss\n    images: [{train / 'obama'}]\n")
+    state = ["--state-dir", str(tmp_path / "state")]
+
+    built = run_json(["gallery", "build", str(gallery), *state], env)
+    assert (built["people"], built["images"], built["enrolled"], built["analysed"]) == (1, 2, 2, 2)
+    assert built["issues"] == [] and built["people_list"][0]["id"] == "obama"
+
+    added = run_json(["gallery", "add", str(gallery), "--id", "biden", "--name", "Joe Biden",
+                      str(train / "biden" / "biden2.jpg"), *state], env)
+    assert (added["people"], added["enrolled"], added["analysed"]) == (2, 3, 1)
+    listed = run_json(["gallery", "list", str(gallery), *state], env)
+    assert [(p["id"], p["name"], p["enrolled"]) for p in listed["people"]] == [
+        ("obama", "obama", 2), ("biden", "Joe Biden", 1)]
+    assert "# the boss" in gallery.read_text() and "# front door" in gallery.read_text()
+
+    before = gallery.read_bytes()
+    dogs = photos / "dlib_examples_faces" / "dogs.jpg"
+    _one_line_error(run(["gallery", "add", str(gallery), "--id", "rex", str(dogs), *state], env),
+                    str(dogs), "no face found")
+    assert gallery.read_bytes() == before
+
+    removed = run_json(["gallery", "remove", str(gallery), "biden", *state], env)
+    assert [p["id"] for p in removed["people_list"]] == ["obama"]
+    folder = tmp_path / "people"  # the folder-per-person layout
+    folder.mkdir()
+    for person in ("obama", "biden"):
+        (folder / person).symlink_to(train / person, target_is_directory=True)
+    listed = run_json(["gallery", "list", str(folder), *state], env)
+    assert [(p["id"], p["enrolled"]) for p in listed["people"]] == [("biden", 2), ("obama", 2)]
+
+
+def test_gallery_errors_are_one_line(env: dict[str, str], tmp_path: Path) -> None:
+    gallery = tmp_path / "gallery.yaml"
+    gallery.write_text("people:\n  - id: obama\n    images: [obama.jpg\n")
+    _one_line_error(run(["gallery", "build", str(gallery)], env), f"{gallery}:4: malformed YAML")
+    gallery.write_text("people:\n  - id: obama\n    images: [nope.jpg]\n")
+    _one_line_error(run(["gallery", "build", str(gallery)], env),
+                    f"{gallery}:3: people[0].images[0]: 'nope.jpg' matches no image")
+
+
+# models and doctor --------------------------------------------------------------------
+
+def test_models_fetch_from_and_list(env: dict[str, str], shared_dir: Path, models_dir: Path,
+                                    tmp_path: Path) -> None:
+    dest = tmp_path / "models"
+    doc = run_json(["models", "fetch", "--from", str(shared_dir / "models"), "--dest", str(dest)], env)
+    assert doc["dest"] == str(dest)
+    assert {m["name"] for m in doc["models"]} == {p.stem for p in models_dir.glob("*.json")}
+    assert all(m["obtained"] == f"imported from {shared_dir / 'models'}" for m in doc["models"])
+    listed = run_json(["models", "list", "--models", str(dest)], env)
+    assert sorted((m["name"], m["sha256"]) for m in listed["models"]) == sorted(
+        (m["name"], m["sha256"]) for m in doc["models"])
+    _one_line_error(run(["models", "fetch", "--from", str(tmp_path / "nowhere"), "--dest",
+                         str(tmp_path / "other")], env),
+                    str(tmp_path / "nowhere"), "not a directory", after_progress=True)
+
+
+def test_models_fetch_unreachable_mirror(env: dict[str, str], shared_dir: Path, tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dest = tmp_path / "models"
+    (dest / "sources").mkdir(parents=True)
+    for net in ("pnet", "rnet", "onet"):  # MTCNN is there already; the GitHub files are not
+        shutil.copyfile(shared_dir / "models" / "mtcnn" / f"{net}.pt", dest / "sources" / f"{net}.pt")
+    _one_line_error(run(["models", "fetch", "--dest", str(dest), "--mirror", f"http://127.0.0.1:{port}"], env),
+                    f"http://127.0.0.1:{port}/syaringan357/", "download failed", after_progress=True)
+
+
+def test_doctor(env: dict[str, str], tmp_path: Path) -> None:
+    doc = run_json(["doctor"], env)
+    assert doc["ok"] is True and doc["onnxruntime"]["ok"] is True
+    assert doc["models"]["ok"] is True and doc["models"]["missing"] == []
+    assert {"mtcnn-pnet", "mtcnn-rnet", "mtcnn-onet", "mobilefacenet-sirius"} <= {
+        m["name"] for m in doc["models"]["found"]}
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    missing = run_json(["doctor", "--models", str(empty)], env, code=1)
+    assert missing["ok"] is False and "mtcnn-pnet" in missing["models"]["missing"]
+
+
+# bench and eval: the JSON contract only (speed and accuracy are measured elsewhere) ------
+
+def test_bench_json(env: dict[str, str], shared_dir: Path, examples: Path) -> None:
+    detect = run_json(["bench", "detect", "--source", str(shared_dir / "data" / "videos" /
+                                                           "short_hamilton_clip.mp4"), "--frames", "3"], env)
+    assert detect["frames"] == 3 and detect["frame_size"] == [640, 360]
+    embed = run_json(["bench", "embed", "--source", str(examples / "obama2.jpg"), "--seconds", "0.2",
+                      "--batch", "2"], env)
+    assert embed["batch"] == 2 and embed["faces"] >= 2 and embed["embedder"] == "mobilefacenet-sirius"
+
+
+def test_eval_json(env: dict[str, str], lfw_dir: Path, tmp_path: Path) -> None:
+    lines = (lfw_dir / "pairs.txt").read_text().splitlines()[1:]
+    tiny = ["10\t1"]
+    for fold in range(10):  # the first same-person and the first different-person pair of each fold
+        tiny += [lines[fold * 600], lines[fold * 600 + 300]]
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("\n".join(tiny) + "\n")
+    lfw = run_json(["eval", "lfw", "--lfw", str(lfw_dir), "--pairs", str(pairs),
+                    "--cache", str(tmp_path / "cache.sqlite")], env)
+    assert lfw["pairs"] == 20 and len(lfw["fold_accuracies"]) == 10 and 0 <= lfw["accuracy"] <= 1
+
+    people = tmp_path / "lfw"
+    people.mkdir()
+    for name in ("Aaron_Peirsol", "Adam_Sandler", "Aaron_Eckhart"):  # 4, 4 and 1 photos
+        (people / name).symlink_to(lfw_dir / name, target_is_directory=True)
+    ident = run_json(["eval", "identify", "--lfw", str(people), "--no-cache"], env)
+    assert (ident["enrolled"], ident["genuine_probes"], ident["impostor_probes"]) == (2, 6, 1)

@@ -1,0 +1,71 @@
+"""The wheel: only `facewatch` at the top of site-packages, with every module and data file.
+
+`pip wheel` builds in the source tree (it leaves build/ and *.egg-info there), so the
+project's files are copied to tmp_path and the wheel is built from the copy.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# folder in the repository → where it lands in the wheel
+PACKAGE_DIRS = {"daemon": "facewatch", "engines": "facewatch/engines",
+                "calibration": "facewatch/calibration", "config": "facewatch/config"}
+_IGNORE = shutil.ignore_patterns(".git", "tests", "build", "dist", "*.egg-info", "__pycache__",
+                                 ".*_cache", "*.pyc")
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, zipfile.ZipFile]]:
+    src = tmp_path_factory.mktemp("src") / "facewatch"
+    shutil.copytree(ROOT, src, ignore=_IGNORE)
+    # data files of the kinds package-data must carry, whatever config/ holds today
+    (src / "config" / "zz_packaging_probe.yaml").write_text("probe: true\n")
+    (src / "config" / "zz_packaging_probe.json").write_text("{}\n")
+    dist = tmp_path_factory.mktemp("dist")
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps",
+                           "--disable-pip-version-check", "-q", "-w", str(dist)],
+                          check=False, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [built] = list(dist.glob("facewatch-*.whl"))
+    archive = zipfile.ZipFile(built)
+    yield src, archive
+    archive.close()
+
+
+def test_only_facewatch_at_the_top(wheel: tuple[Path, zipfile.ZipFile]) -> None:
+    names = wheel[1].namelist()
+    top = {name.split("/", 1)[0] for name in names}
+    dist_info = [t for t in top if t.endswith(".dist-info")]
+    assert len(dist_info) == 1 and dist_info[0].startswith("facewatch-")
+    assert top == {"facewatch", dist_info[0]}
+
+
+def test_every_module_and_data_file_is_in_the_wheel(wheel: tuple[Path, zipfile.ZipFile]) -> None:
+    src, archive = wheel
+    names = set(archive.namelist())
+    expected = set()
+    for folder, target in PACKAGE_DIRS.items():
+        for path in (src / folder).rglob("*"):
+            if path.suffix in (".py", ".yaml", ".json") and path.is_file():
+                expected.add(f"{target}/{path.relative_to(src / folder).as_posix()}")
+    assert {"facewatch/engines/__init__.py", "facewatch/calibration/__init__.py",
+            "facewatch/config/__init__.py", "facewatch/config/zz_packaging_probe.yaml",
+            "facewatch/config/zz_packaging_probe.json"} <= expected
+    missing = sorted(expected - names)
+    assert not missing, f"not packaged (add the package to pyproject's `packages`): {missing}"
+
+
+def test_console_script(wheel: tuple[Path, zipfile.ZipFile]) -> None:
+    archive = wheel[1]
+    [entry_points] = [n for n in archive.namelist() if n.endswith(".dist-info/entry_points.txt")]
+    text = archive.read(entry_points).decode()
+    assert "[console_scripts]" in text and "facewatch = facewatch.cli.main:main" in text
