@@ -26,15 +26,20 @@ def _yaml() -> YAML:
     return y
 
 
-def edit_gallery(path: Path, change: Callable[[dict[str, Any]], None],
-                 commit_if: Callable[[Path], None]) -> None:
+# An edit either changes the round-trip data in place (returns None) or, where ruamel's comment
+# handling would lose something, returns the new text itself.
+Change = Callable[[dict[str, Any], str], "str | None"]
+
+
+def edit_gallery(path: Path, change: Change, commit_if: Callable[[Path], None]) -> None:
     """Apply `change` to the YAML; `commit_if(tmp)` must succeed (e.g. enrol) before the swap."""
     if path.is_dir():
         raise GalleryError(f"{path}: a folder-per-person gallery is edited by adding or removing "
                            f"folders; `gallery add|remove` edit YAML galleries")
     y = _yaml()
     try:
-        data = y.load(path.read_text(encoding="utf-8")) if path.exists() else None
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+        data = y.load(text) if text else None
     except (OSError, UnicodeDecodeError, YAMLError) as exc:
         raise GalleryError(f"{path}: cannot edit ({exc})") from None
     if data is None:
@@ -45,13 +50,15 @@ def edit_gallery(path: Path, change: Callable[[dict[str, Any]], None],
         data["people"] = []
     if not isinstance(data["people"], list):
         raise GalleryError(f"{path}: `people:` must be a list of people")
-    change(data)
-    buf = io.StringIO()
-    y.dump(data, buf)
+    new_text = change(data, text)
+    if new_text is None:
+        buf = io.StringIO()
+        y.dump(data, buf)
+        new_text = buf.getvalue()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".yaml")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(buf.getvalue())
+            f.write(new_text)
         try:
             commit_if(Path(tmp))
         except GalleryError as exc:
@@ -74,9 +81,8 @@ def relative_to_gallery(gallery: Path, image: Path) -> str:
         return str(resolved)
 
 
-def add_person_images(person_id: str, name: str | None, images: list[str]
-                      ) -> Callable[[dict[str, Any]], None]:
-    def change(data: dict[str, Any]) -> None:
+def add_person_images(person_id: str, name: str | None, images: list[str]) -> Change:
+    def change(data: dict[str, Any], _text: str) -> None:
         people = data["people"]
         for entry in people:
             if isinstance(entry, dict) and entry.get("id") == person_id:
@@ -101,15 +107,64 @@ def add_person_images(person_id: str, name: str | None, images: list[str]
     return change
 
 
-def remove_person(person_id: str) -> Callable[[dict[str, Any]], None]:
-    def change(data: dict[str, Any]) -> None:
+def remove_person(person_id: str) -> Change:
+    """Remove a person by deleting their lines from the text.
+
+    ruamel files the comment lines written above an entry under the end of the entry before
+    it, so deleting entries through it deletes the next person's comments.  Working on lines
+    keeps everything else byte for byte: the comment lines directly above the next entry (or
+    the next top-level key) stay with it.
+    """
+
+    def change(data: dict[str, Any], text: str) -> str:
         people = data["people"]
         found = [i for i, e in enumerate(people) if isinstance(e, dict) and e.get("id") == person_id]
         if not found:
             raise GalleryError(f"no person with id {person_id!r} in the gallery")
-        # delete item by item: the round-trip sequence then moves the comments of the
-        # entries after it along, where a slice assignment would drop them
-        for i in reversed(found):
-            del people[i]
+        if not hasattr(people, "lc") or people.fa.flow_style():
+            # `people: [{...}, {...}]` on one line: no per-entry lines to cut
+            for i in reversed(found):
+                del people[i]
+            return None  # type: ignore[return-value]
+        lines = text.splitlines(keepends=True)
+        starts = [people.lc.item(i)[0] for i in range(len(people))]
+        end_of_people = _end_of_block(lines, people.lc.line if starts else 0, data)
+        cut: set[int] = set()
+        for i in found:
+            start = _dash_line(lines, starts[i])
+            stop = _dash_line(lines, starts[i + 1]) if i + 1 < len(starts) else end_of_people
+            # keep the comments and blank lines directly above whatever follows
+            while stop > start and _is_comment_or_blank(lines[stop - 1]):
+                stop -= 1
+            # the comment lines directly above this person (no blank line between) are theirs
+            while start > 0 and lines[start - 1].strip().startswith("#"):
+                start -= 1
+            cut.update(range(start, stop))
+        kept = [line for n, line in enumerate(lines) if n not in cut]
+        if len(found) == len(people):  # nobody left: keep the file valid
+            at = people.lc.line if hasattr(people, "lc") else 0
+            key_line = max(n for n in range(at + 1) if lines[n].lstrip().startswith("people"))
+            kept[key_line - sum(1 for n in cut if n < key_line)] = "people: []\n"
+        return "".join(kept)
 
     return change
+
+
+def _is_comment_or_blank(line: str) -> bool:
+    return not line.strip() or line.lstrip().startswith("#")
+
+
+def _dash_line(lines: list[str], line: int) -> int:
+    """The line holding the `- ` that opens the item whose first key is on `line`."""
+    while line > 0 and not lines[line].lstrip().startswith("-"):
+        line -= 1
+    return line
+
+
+def _end_of_block(lines: list[str], people_line: int, data: dict[str, Any]) -> int:
+    """The line of the first top-level key after `people:`, or the end of the file."""
+    keys = list(data.keys())
+    after = keys[keys.index("people") + 1:] if "people" in keys else []
+    if after and hasattr(data, "lc"):
+        return int(data.lc.key(after[0])[0])
+    return len(lines)
