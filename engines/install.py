@@ -44,6 +44,7 @@ class _Recipe:
     outputs: list[str]
     embedding_size: int | None
     notes: str
+    threshold: float | None = None
 
 
 def _mtcnn_recipe(net: str, pinned: catalog.PinnedFile, shape: list[int | str],
@@ -72,6 +73,11 @@ def _build_foamliu(paths: list[Path]) -> onnx.ModelProto:
     return build_foamliu_onnx(load_state_dict(paths[0]))
 
 
+# Same-person thresholds: the mean of the ten per-fold accuracy-optimal thresholds of
+# `facewatch eval lfw` with each model (README, "Accuracy").
+FOAMLIU_THRESHOLD = 0.274
+SIRIUS_THRESHOLD = 0.391
+
 RECIPES = (
     _mtcnn_recipe("pnet", catalog.PNET, ["batch", 3, "height", "width"], ["reg", "prob"]),
     _mtcnn_recipe("rnet", catalog.RNET, ["batch", 3, 24, 24], ["reg", "prob"]),
@@ -80,12 +86,14 @@ RECIPES = (
             InputSpec(name="input", shape=["batch", 3, 112, 112], layout="NCHW", color="RGB",
                       mean=[127.5] * 3, std=[128.0] * 3),
             ["embeddings"], 192,
-            "MobileFaceNet (Chen et al. 2018), sirius-ai/MobileFaceNet_TF weights, PReLU"),
+            "MobileFaceNet (Chen et al. 2018), sirius-ai/MobileFaceNet_TF weights, PReLU",
+            SIRIUS_THRESHOLD),
     _Recipe(catalog.FOAMLIU, "embedder", (catalog.FOAMLIU_PT,), _build_foamliu,
             InputSpec(name="input", shape=["batch", 3, 112, 112], layout="NCHW", color="RGB",
                       mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375]),
             ["embedding"], 128,
-            "MobileFaceNet (Chen et al. 2018), foamliu/MobileFaceNet weights, ReLU6"),
+            "MobileFaceNet (Chen et al. 2018), foamliu/MobileFaceNet weights, ReLU6",
+            FOAMLIU_THRESHOLD),
 )
 
 
@@ -108,7 +116,7 @@ def install_models(dest: Path, from_dir: Path | None = None,
             name=recipe.name, role=recipe.role, file=model_path.name, sha256=digest,
             input=recipe.input, outputs=recipe.outputs,
             embedding_output=recipe.outputs[0] if recipe.role == "embedder" else None,
-            embedding_size=recipe.embedding_size, source=origin,
+            embedding_size=recipe.embedding_size, threshold=recipe.threshold, source=origin,
             licence="; ".join(p.licence for p in recipe.sources), notes=recipe.notes)
         manifest_path = dest / f"{recipe.name}{MANIFEST_SUFFIX}"
         write_manifest(manifest_path, manifest)

@@ -155,7 +155,9 @@ class FaceRecognized(_TrackEvent):
             raise ValueError("identity must not be empty")
         self._set("bbox", _bbox(self.bbox))
         self._set("score", _score("score", self.score, -1.0))
-        self._set("metadata", MappingProxyType(dict(self.metadata)))
+        # A plain dict copy: events cross process queues, and a MappingProxyType cannot be
+        # pickled.  Frozen in spirit: nothing in facewatch mutates it.
+        self._set("metadata", dict(self.metadata))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -115,6 +115,7 @@ class CameraReader:
         self._factory = source_factory
         self._decimator = Decimator(settings.fps)
         self._seq = 0
+        self._decoded = 0
 
     def stop(self) -> None:
         """Ask the iteration to end (thread-safe); seen within about 0.2 s, except during the
@@ -124,6 +125,11 @@ class CameraReader:
     @property
     def frames_handed_on(self) -> int:
         return self._seq
+
+    @property
+    def frames_decoded(self) -> int:
+        """Every frame the decoder produced, including those decimation skipped."""
+        return self._decoded
 
     def __iter__(self) -> Iterator[CameraFrame | StreamStatus]:
         failures = 0
@@ -175,6 +181,7 @@ class CameraReader:
                             "stalled", f"no frames for {s.no_frame_timeout_s:g} s", final=False, delivered=delivered)
                     continue
                 last_frame = now
+                self._decoded += 1
                 if not delivered:
                     delivered = True
                     yield self._status(StreamState.ONLINE, "connected", "online")

@@ -96,6 +96,7 @@ class Child:
     started_at: float = 0.0
     restarts: list[float] = field(default_factory=list)
     next_start: float = 0.0  # monotonic time before which it must not be restarted
+    finished: bool = False  # ended by itself with nothing left to do (a file that ended)
 
     def start(self) -> None:
         self.ctx.stop_event.clear()

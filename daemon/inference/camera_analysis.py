@@ -1,0 +1,205 @@
+"""One camera's share of the engine: tracks → who to embed → identities → events.
+
+The engine process owns one `CameraAnalysis` per camera and drives it in two halves per
+frame, so that the faces to embed from every camera in a batch go through the embedder in one
+call: `select` (after detection) says which faces need an embedding, `apply` (after
+embedding) updates identities and returns the events.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from facewatch.events.records import Event, FaceRecognized, FaceUnknown, TrackEnded, TrackStarted
+from facewatch.identity import (
+    Changed,
+    Decision,
+    IdentitySettings,
+    IdentityStage,
+    IdentityUpdate,
+    Recognized,
+    Unknown,
+    observations,
+)
+from facewatch.pipeline import AnalyzedFaces
+from facewatch.snapshots import SnapshotStore, face_context
+from facewatch.tracking import (
+    EmbedPolicy,
+    EmbedPolicySettings,
+    EmbedRequest,
+    FaceTracker,
+    TrackerSettings,
+    TrackUpdate,
+)
+
+
+@dataclass(frozen=True)
+class AnalysisSettings:
+    tracker: TrackerSettings = field(default_factory=TrackerSettings)
+    policy: EmbedPolicySettings = field(default_factory=EmbedPolicySettings)
+    identity: IdentitySettings = field(default_factory=IdentitySettings)
+
+
+@dataclass
+class _Pending:
+    """What `select` learned about a frame, waiting for its embeddings."""
+
+    frame: np.ndarray
+    faces: AnalyzedFaces
+    tracks: TrackUpdate
+    requests: tuple[EmbedRequest, ...]
+
+
+class CameraAnalysis:
+    def __init__(self, camera: str, settings: AnalysisSettings, matcher: Any,
+                 snapshots: SnapshotStore | None, metadata_of: Any = None) -> None:
+        self.camera = camera
+        self.tracker = FaceTracker(settings.tracker)
+        self.policy = EmbedPolicy(settings.policy)
+        self.identity = IdentityStage(matcher, settings.identity)
+        self.snapshots = snapshots
+        self._metadata_of = metadata_of or (lambda _pid: {})
+        self._wants: tuple[int, ...] = ()
+        self._best: dict[int, tuple[float, np.ndarray]] = {}  # track → (quality, face view)
+        self._snapshot_path: dict[int, str | None] = {}
+        self._pending: _Pending | None = None
+        self._last_ts = float("-inf")
+        # The tracker follows boxes; when the face in a box turns out to be someone else (a
+        # cut in edited video, two people crossing), the identity stage says so and the
+        # published track is split: the old one ends and a new one starts.  Published track
+        # ids therefore map from the tracker's, and must not repeat across engine restarts
+        # (consumers key on them): they count up from the wall clock in milliseconds.
+        self._next_id = int(time.time() * 1000)
+        self._published: dict[int, int] = {}  # tracker id → published id
+        self._segment_start: dict[int, float] = {}  # tracker id → capture ts of its segment
+
+    def set_matcher(self, matcher: Any, metadata_of: Any = None) -> None:
+        """A reloaded gallery: live tracks are re-decided against it on the next frame."""
+        self.identity.set_matcher(matcher)
+        if metadata_of is not None:
+            self._metadata_of = metadata_of
+
+    def select(self, frame: np.ndarray, faces: AnalyzedFaces, capture_ts: float
+               ) -> tuple[np.ndarray, list[Event]]:
+        """Track this frame's faces; returns the aligned crops to embed, and track.started
+        events.  Frames older than the last one seen (a restarted stream) are ignored."""
+        if capture_ts <= self._last_ts:
+            return np.zeros((0, 112, 112, 3), np.uint8), []
+        self._last_ts = capture_ts
+        tracks = self.tracker.update(faces.detections, capture_ts)
+        requests = self.policy.select(tracks, faces.quality, requested=self._wants)
+        self._pending = _Pending(frame, faces, tracks, requests)
+        events: list[Event] = []
+        for track_id in tracks.started:
+            info = tracks.track(track_id)
+            assert info is not None
+            events.append(self._start_segment(track_id, info.first_ts, capture_ts,
+                                              tuple(info.box), info.score))
+        crops = faces.crops[[r.detection for r in requests]] if requests else \
+            np.zeros((0, 112, 112, 3), np.uint8)
+        return crops, events
+
+    def apply(self, embeddings: np.ndarray) -> list[Event]:
+        """Identities from this frame's embeddings (in `select`'s order) → events."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return []
+        for request in pending.requests:
+            self._remember_view(pending, request)
+        update = self.identity.update(pending.tracks,
+                                      observations(pending.requests, embeddings))
+        self._wants = update.wants_evidence
+        events: list[Event] = []
+        for decision in update.decisions:
+            if isinstance(decision, Changed) and decision.reason == "appearance":
+                events += self._split(decision, pending)
+            events.append(self._decision_event(decision, pending))
+        events += self._ended(update)
+        return events
+
+    def end(self, ts: float) -> list[Event]:
+        """The stream stopped: end every track now."""
+        tracks = self.tracker.end_all(ts)
+        update = self.identity.update(tracks)
+        self._last_ts = float("-inf")
+        self._pending = None
+        return self._ended(update)
+
+    # ------------------------------------------------------------------------------------
+
+    def _start_segment(self, track_id: int, first_ts: float, ts: float,
+                       bbox: tuple[float, ...], score: float) -> TrackStarted:
+        self._next_id += 1
+        self._published[track_id] = self._next_id
+        self._segment_start[track_id] = first_ts
+        return TrackStarted(camera=self.camera, ts=ts, track_id=self._next_id, bbox=bbox,
+                            score=score)
+
+    def _split(self, decision: Changed, pending: _Pending) -> list[Event]:
+        """End the published track of the person who was in this box, start a new one."""
+        tid, ts = decision.track_id, decision.capture_ts
+        info = pending.tracks.track(tid)
+        ended = TrackEnded(camera=self.camera, ts=ts, track_id=self._published[tid],
+                           duration_s=max(0.0, ts - self._segment_start[tid]),
+                           identity=decision.previous_id, name=decision.previous_name,
+                           snapshot=self._snapshot_path.get(tid))
+        # the best view so far was of the previous person; keep only this frame's
+        best = self._best.pop(tid, None)
+        self._snapshot_path.pop(tid, None)
+        current = [r for r in pending.requests if r.track_id == tid]
+        if current and best is not None:
+            self._remember_view(pending, current[0])
+        bbox = tuple(info.box) if info is not None else (0.0, 0.0, 0.0, 0.0)
+        score = info.score if info is not None else 0.0
+        return [ended, self._start_segment(tid, ts, ts, bbox, score)]
+
+    def _remember_view(self, pending: _Pending, request: EmbedRequest) -> None:
+        best = self._best.get(request.track_id)
+        if best is None or request.quality > best[0]:
+            box = pending.faces.detections.boxes[request.detection]
+            self._best[request.track_id] = (request.quality, face_context(pending.frame, box))
+            self._snapshot_path.pop(request.track_id, None)  # a better view: write it again
+
+    def _snapshot(self, track_id: int) -> str | None:
+        if self.snapshots is None or track_id not in self._best:
+            return None
+        if track_id not in self._snapshot_path:
+            self._snapshot_path[track_id] = self.snapshots.save(
+                self.camera, str(track_id), self._best[track_id][1])
+        return self._snapshot_path[track_id]
+
+    def _decision_event(self, decision: Decision, pending: _Pending) -> Event:
+        info = pending.tracks.track(decision.track_id)
+        bbox = tuple(info.box) if info is not None else (0.0, 0.0, 0.0, 0.0)
+        person = decision.person_id if isinstance(decision, (Recognized, Changed)) else None
+        if person is not None:
+            assert isinstance(decision, (Recognized, Changed)) and decision.name is not None
+            return FaceRecognized(camera=self.camera, ts=decision.capture_ts,
+                                  track_id=self._published[decision.track_id], identity=person,
+                                  name=decision.name, score=decision.score, bbox=bbox,
+                                  snapshot=self._snapshot(decision.track_id),
+                                  metadata=self._metadata_of(person))
+        assert isinstance(decision, (Unknown, Changed))
+        return FaceUnknown(camera=self.camera, ts=decision.capture_ts,
+                           track_id=self._published[decision.track_id], score=decision.score,
+                           bbox=bbox,
+                           snapshot=self._snapshot(decision.track_id))
+
+    def _ended(self, update: IdentityUpdate) -> list[Event]:
+        events: list[Event] = []
+        for final in update.finals:
+            tid = final.track_id
+            if tid not in self._published:
+                continue
+            events.append(TrackEnded(
+                camera=self.camera, ts=final.last_ts, track_id=self._published.pop(tid),
+                duration_s=max(0.0, final.last_ts - self._segment_start.pop(tid)),
+                identity=final.person_id, name=final.name,
+                snapshot=self._snapshot(tid) if final.embeddings else None))
+            self._best.pop(tid, None)
+            self._snapshot_path.pop(tid, None)
+        return events

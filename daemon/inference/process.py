@@ -1,0 +1,230 @@
+"""The `engine` process: batched detection and embedding for every camera, then tracks,
+identities and events.
+
+Per batch: read each frame from its camera's ring (a frame overwritten meanwhile is dropped
+and counted), detect and align every face of every frame in one pipeline call, let each
+camera's tracker choose the faces worth embedding, embed those of all cameras in one call,
+and turn the identity decisions into events for the publisher.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facewatch.config.daemon import DaemonConfig
+from facewatch.engines.store import ModelStore
+from facewatch.events.records import Event
+from facewatch.frames.ring import FrameRing
+from facewatch.gallery.gallery import Gallery
+from facewatch.gallery.watch import GalleryWatcher
+from facewatch.identity import GalleryMatcher, IdentitySettings
+from facewatch.inference.batcher import BatchSettings, FrameBatcher
+from facewatch.inference.camera_analysis import AnalysisSettings, CameraAnalysis
+from facewatch.metrics import Metrics
+from facewatch.pipeline import FacePipeline
+from facewatch.snapshots import SnapshotStore
+from facewatch.supervisor.process import ChildContext
+from facewatch.tracking import EmbedPolicySettings, TrackerSettings
+
+log = logging.getLogger(__name__)
+
+# Check for cameras that went quiet (to end their tracks) this often.
+_IDLE_CHECK_S = 0.5
+
+
+@dataclass(frozen=True)
+class EngineChannels:
+    rings: dict[str, str]  # camera → ring name
+    frames: Any  # multiprocessing.Queue of FrameRef
+    events: Any  # multiprocessing.Queue of Event, to the publisher
+    control: Any  # multiprocessing.Queue of commands ("reload-gallery")
+    permits: dict[str, Any]  # camera → Semaphore, for lossless (non-live) cameras
+
+
+def analysis_settings(config: DaemonConfig) -> AnalysisSettings:
+    t, r = config.tracking, config.recognition
+    return AnalysisSettings(
+        tracker=TrackerSettings(high_score=t.high_score, low_score=t.low_score,
+                                match_iou=t.match_iou, min_hits=t.min_hits,
+                                max_lost_s=t.max_lost_s),
+        policy=EmbedPolicySettings(embed_every_n=t.embed_every_n),
+        identity=IdentitySettings(threshold=r.threshold, min_evidence=r.min_evidence,
+                                  exit_margin=r.exit_margin))
+
+
+def gallery_state_dir(config: DaemonConfig) -> Path:
+    assert config.state_dir is not None
+    return Path(config.state_dir) / "gallery"
+
+
+def _metadata(gallery: Gallery) -> Any:
+    people = {p.id: dict(p.metadata) for p in gallery.people}
+    return lambda person_id: people.get(person_id, {})
+
+
+class Engine:
+    """The engine's loop, separate from process plumbing so a test can drive it."""
+
+    def __init__(self, config: DaemonConfig, channels: EngineChannels, metrics: Metrics) -> None:
+        self.config = config
+        self.channels = channels
+        self.metrics = metrics
+        inference = config.inference
+        store = ModelStore(Path(inference.models_dir)) if inference.models_dir else ModelStore()
+        self.pipeline = FacePipeline.load(inference.pipeline_settings(), store)
+        self.gallery = Gallery.open(Path(config.gallery), self.pipeline,
+                                    state_dir=gallery_state_dir(config), skip_bad=True)
+        for issue in self.gallery.report.issues:
+            log.error("gallery: not enrolled: %s", issue)
+        self.watcher = GalleryWatcher(Path(config.gallery), self.pipeline, gallery_state_dir(config))
+        self.watcher.loaded(self.gallery)
+        snapshots = None
+        if config.snapshots.enabled and config.snapshots.dir is not None:
+            snapshots = SnapshotStore(Path(config.snapshots.dir), config.snapshots.max_files,
+                                      config.snapshots.jpeg_quality)
+        settings = analysis_settings(config)
+        matcher = GalleryMatcher(self.gallery)
+        self.cameras = {c.name: CameraAnalysis(c.name, settings, matcher, snapshots,
+                                               _metadata(self.gallery))
+                        for c in config.enabled_cameras}
+        self.rings = {cam: FrameRing.attach(name) for cam, name in channels.rings.items()}
+        live = frozenset(c.name for c in config.enabled_cameras if c.name not in channels.permits)
+        self.batcher = FrameBatcher(
+            channels.frames, BatchSettings(inference.max_batch, inference.max_wait_ms),
+            live_cameras=live, active_cameras=len(self.cameras))
+        self._last_frame_at: dict[str, float] = {}
+        self._last_ts: dict[str, float] = {}
+        self._last_idle_check = 0.0
+        self._dropped_seen: dict[str, int] = {}
+
+    def finish(self) -> None:
+        """End every live track (so each gets its track.ended) and detach from the rings."""
+        for cam, analysis in self.cameras.items():
+            if cam in self._last_ts:
+                for event in analysis.end(self._last_ts[cam]):
+                    self.channels.events.put(event)
+        for ring in self.rings.values():
+            ring.close()
+
+    def step(self, timeout: float = 0.5) -> int:
+        """One batch; returns how many frames were analysed."""
+        self._control()
+        self._swap_gallery()
+        self.watcher.poll()
+        self._end_idle_tracks()
+        refs = self.batcher.next_batch(timeout)
+        self._count_superseded()
+        if not refs:
+            return 0
+        frames, metas = [], []
+        for ref in refs:
+            image = self.rings[ref.camera].read(ref)
+            permit = self.channels.permits.get(ref.camera)
+            if permit is not None:
+                permit.release()
+            if image is None:
+                self.metrics.frames_dropped.labels(ref.camera, "overwritten").inc()
+                continue
+            frames.append(image)
+            metas.append(ref)
+        if not frames:
+            return 0
+        self.metrics.batch_size.observe(len(frames))
+        t0 = time.perf_counter()
+        analysed = self.pipeline.analyze(frames, embed=False)
+        t1 = time.perf_counter()
+        self.metrics.inference_seconds.labels("detect").observe(t1 - t0)
+        events: list[Event] = []
+        crops, sizes = [], []
+        for ref, frame, faces in zip(metas, frames, analysed):
+            c, started = self.cameras[ref.camera].select(frame, faces, ref.capture_ts)
+            crops.append(c)
+            sizes.append(c.shape[0])
+            events += started
+        embeddings = self._embed(crops)
+        t2 = time.perf_counter()
+        if sum(sizes):
+            self.metrics.inference_seconds.labels("embed").observe(t2 - t1)
+        for ref, emb in zip(metas, np.split(embeddings, np.cumsum(sizes)[:-1])):
+            events += self.cameras[ref.camera].apply(emb)
+            self._last_frame_at[ref.camera] = time.monotonic()
+            self._last_ts[ref.camera] = ref.capture_ts
+            self.metrics.frames_analysed.labels(ref.camera).inc()
+        now = time.time()
+        for ref in metas:
+            self.metrics.frame_latency.observe(max(0.0, now - ref.capture_ts))
+        for event in events:
+            self.channels.events.put(event)
+        return len(frames)
+
+    def _embed(self, crops: list[np.ndarray]) -> np.ndarray:
+        assert self.pipeline.embedder is not None
+        flat = np.concatenate(crops) if crops else np.zeros((0, 112, 112, 3), np.uint8)
+        return self.pipeline.embedder.embed(flat)
+
+    def _control(self) -> None:
+        while True:
+            try:
+                command = self.channels.control.get_nowait()
+            except queue.Empty:
+                return
+            if command == "reload-gallery":
+                log.info("reloading the gallery (asked by the supervisor)")
+                self.watcher.poll(force=True)
+
+    def _swap_gallery(self) -> None:
+        result = self.watcher.take_result()
+        if result is None:
+            return
+        if result.gallery is None:
+            self.metrics.gallery_reloads.labels("error").inc()
+            return
+        self.gallery = result.gallery
+        matcher = GalleryMatcher(self.gallery)
+        for cam in self.cameras.values():
+            cam.set_matcher(matcher, _metadata(self.gallery))
+        self.metrics.gallery_reloads.labels("ok").inc()
+
+    def _end_idle_tracks(self) -> None:
+        """A camera that stopped sending frames (offline, end of file) ends its tracks once
+        they would have timed out anyway."""
+        now = time.monotonic()
+        if now - self._last_idle_check < _IDLE_CHECK_S:
+            return
+        self._last_idle_check = now
+        limit = self.config.tracking.max_lost_s + 0.5
+        for cam, at in list(self._last_frame_at.items()):
+            if now - at > limit:
+                events = self.cameras[cam].end(self._last_ts[cam] + self.config.tracking.max_lost_s)
+                for event in events:
+                    self.channels.events.put(event)
+                del self._last_frame_at[cam]
+
+    def _count_superseded(self) -> None:
+        for cam, n in self.batcher.dropped.items():
+            new = n - self._dropped_seen.get(cam, 0)
+            if new:
+                self.metrics.frames_dropped.labels(cam, "superseded").inc(new)
+                self._dropped_seen[cam] = n
+
+
+def run_engine(ctx: ChildContext, config: DaemonConfig, channels: EngineChannels) -> None:
+    metrics = Metrics()
+    engine = Engine(config, channels, metrics)
+    log.info("engine ready: %s on %s, %d people in the gallery, cameras %s",
+             config.inference.embedder, config.inference.backend, len(engine.gallery.people),
+             ", ".join(engine.cameras))
+    ctx.ready()
+    try:
+        while not ctx.stopping():
+            engine.step()
+            ctx.beat()
+    finally:
+        engine.finish()

@@ -1,0 +1,91 @@
+"""The `publisher` process: events from every other process, out through every transport.
+
+It is the only writer of `seq`, so event numbers rise by one in publication order whichever
+process produced the event.  On stop it drains what is already queued before closing the
+transports (the supervisor's stop timeout bounds how long that may take).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+from typing import Any
+
+from facewatch.config.daemon import DaemonConfig
+from facewatch.events.records import CameraStatus, Event
+from facewatch.metrics import Metrics
+from facewatch.publishers.build import build_publishers
+from facewatch.publishers.fanout import Fanout
+from facewatch.streams.reader import StreamState, StreamStatus
+from facewatch.supervisor.process import ChildContext
+
+log = logging.getLogger(__name__)
+
+_DRAIN_S = 3.0
+
+
+def _as_event(item: Any, metrics: Metrics) -> Event | None:
+    if isinstance(item, StreamStatus):
+        if item.state is StreamState.RECONNECTING:
+            metrics.reconnects.labels(item.camera).inc()
+        return CameraStatus.from_stream_status(item)
+    if isinstance(item, Event):
+        return item
+    log.error("ignoring an unexpected item on the event queue: %r", type(item).__name__)
+    return None
+
+
+class PublisherLoop:
+    def __init__(self, config: DaemonConfig, events: Any, metrics: Metrics) -> None:
+        self.events = events
+        self.metrics = metrics
+        self.fanout = Fanout(build_publishers(config))
+        self._failed: dict[str, int] = {}
+
+    def start(self) -> None:
+        self.fanout.start()
+
+    def handle(self, item: Any) -> None:
+        event = _as_event(item, self.metrics)
+        if event is None:
+            return
+        stamped = self.fanout.publish(event)
+        self.metrics.events.labels(stamped.type).inc()
+        if stamped.published_ts is not None:
+            self.metrics.publish_latency.labels(stamped.type).observe(
+                max(0.0, stamped.published_ts - stamped.ts))
+        for name, stats in self.fanout.stats().items():
+            new = stats.failed - self._failed.get(name, 0)
+            if new:
+                self.metrics.publish_failures.labels(name).inc(new)
+                self._failed[name] = stats.failed
+
+    def step(self, timeout: float) -> bool:
+        try:
+            item = self.events.get(timeout=timeout)
+        except queue.Empty:
+            return False
+        self.handle(item)
+        return True
+
+    def drain(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and self.step(0.05):
+            pass
+
+    def stop(self) -> None:
+        self.fanout.stop()
+
+
+def run_publisher(ctx: ChildContext, config: DaemonConfig, events: Any) -> None:
+    loop = PublisherLoop(config, events, Metrics())
+    loop.start()
+    ctx.ready()
+    try:
+        while not ctx.stopping():
+            loop.step(0.5)
+            ctx.beat()
+        loop.drain(_DRAIN_S)
+    finally:
+        loop.stop()
