@@ -38,6 +38,7 @@ class VerificationResult:
     val_at_far: float
     far_target: float
     threshold: float
+    threshold_at_far: float  # on all pairs: where far_target of different pairs pass
     fallbacks: int
     pairs: int
     images: int
@@ -141,7 +142,9 @@ def evaluate_verification(pairs: list[Pair], similarities: np.ndarray, fallbacks
     return VerificationResult(
         accuracy=float(np.mean(accs)), accuracy_std=float(np.std(accs)),
         val_at_far=float(np.mean(vals)), far_target=far_target,
-        threshold=float(np.mean(thresholds)), fallbacks=fallbacks, pairs=len(pairs),
+        threshold=float(np.mean(thresholds)),
+        threshold_at_far=threshold_at_far(similarities, same, far_target),
+        fallbacks=fallbacks, pairs=len(pairs),
         images=images, fold_accuracies=[round(a, 4) for a in accs])
 
 

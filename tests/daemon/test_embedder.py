@@ -49,12 +49,12 @@ def test_unit_vectors_of_the_models_output(pipeline: FacePipeline, crops: np.nda
     embedder = pipeline.embedder
     assert embedder is not None
     vectors = embedder.embed(crops)
-    assert vectors.shape == (4, 192) and vectors.dtype == np.float32
+    assert vectors.shape == (4, 128) and vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     raw = _raw(embedder.manifest, embedder.runner, crops)
     assert np.linalg.norm(raw, axis=1).min() > 2  # the model itself does not normalise
     np.testing.assert_allclose(vectors, _unit(raw), atol=1e-5)
-    assert embedder.embed(crops[:0]).shape == (0, 192)
+    assert embedder.embed(crops[:0]).shape == (0, 128)
 
 
 def test_flip_adds_the_mirror_image(foamliu: tuple[ModelManifest, Runner], crops: np.ndarray) -> None:
