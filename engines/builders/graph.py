@@ -63,9 +63,19 @@ class GraphBuilder:
                          pads=list(pads), group=groups)
 
     def prelu(self, x: str, slope: np.ndarray) -> str:
-        """PReLU with one slope per channel of an NCHW (or NC) tensor."""
-        slope = slope.astype(np.float32).reshape(-1)
-        return self.node("PRelu", [x, self.const(slope.reshape(-1, 1, 1), "slope")])
+        """PReLU with one slope per channel of an NCHW tensor, as Relu(x) + (-a)*Relu(-x).
+
+        Same exact rewrite as the sirius builder's `_fast_prelu` (see its docstring): ONNX
+        Runtime keeps convs in its blocked NCHWc layout across Relu, 1x1 depthwise convs and
+        Add, but not across PRelu, which costs a reorder out and back per layer.
+        """
+        a = slope.astype(np.float32).reshape(-1)
+        c = a.size
+        pos = self.node("Relu", [x])
+        neg = self.node("Relu", [self.conv(x, np.full((c, 1, 1, 1), -1.0, np.float32), None,
+                                           groups=c)])
+        part = self.conv(neg, (-a).reshape(c, 1, 1, 1), None, groups=c)
+        return self.node("Add", [part, pos])
 
     def prelu_2d(self, x: str, slope: np.ndarray) -> str:
         return self.node("PRelu", [x, self.const(slope.astype(np.float32).reshape(-1), "slope")])
