@@ -121,6 +121,7 @@ class Engine:
         self._end_idle_tracks()
         refs = self.batcher.next_batch(timeout)
         self._count_superseded()
+        self.metrics.queue_depth.labels("frames").set(self.channels.frames.qsize())
         if not refs:
             return 0
         frames, metas = [], []

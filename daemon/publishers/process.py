@@ -66,6 +66,7 @@ class PublisherLoop:
             item = self.events.get(timeout=timeout)
         except queue.Empty:
             return False
+        self.metrics.queue_depth.labels("events").set(self.events.qsize())
         self.handle(item)
         return True
 

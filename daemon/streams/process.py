@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from facewatch.frames.ring import FrameRing, FrameTooLargeError
+from facewatch.metrics import Metrics
 from facewatch.streams.reader import CameraFrame, CameraReader, StreamStatus
 from facewatch.streams.settings import StreamSettings
 from facewatch.supervisor.process import ChildContext
@@ -29,17 +30,22 @@ class StreamChannels:
     frames: Any  # multiprocessing.Queue of FrameRef, shared by all cameras
     statuses: Any  # multiprocessing.Queue of StreamStatus (to the publisher)
     permits: Any | None  # multiprocessing.Semaphore for lossless files, else None
-    counters: Any  # multiprocessing.Array('d', 3): decoded, handed on, dropped at the queue
 
 
 def run_source(ctx: ChildContext, camera: str, settings: StreamSettings,
                channels: StreamChannels) -> None:
     ring = FrameRing.attach(channels.ring_name)
     reader = CameraReader(camera, settings, stop=ctx.stop_event)
+    metrics = Metrics()
+    decoded = metrics.frames_decoded.labels(camera)
+    queue_full = metrics.frames_dropped.labels(camera, "queue_full")
+    counted = 0
     oversize_warned = False
     try:
         for record in reader:
             ctx.beat()
+            decoded.inc(reader.frames_decoded - counted)
+            counted = reader.frames_decoded
             if isinstance(record, StreamStatus):
                 channels.statuses.put(record)
                 if not ctx.ready_event.is_set():
@@ -57,11 +63,10 @@ def run_source(ctx: ChildContext, camera: str, settings: StreamSettings,
                 if channels.permits is not None:
                     channels.permits.release()
                 continue
-            channels.counters[1] += 1
             try:
                 channels.frames.put_nowait(ref)
             except queue.Full:
-                channels.counters[2] += 1
+                queue_full.inc()
                 if channels.permits is not None:
                     channels.permits.release()
     finally:

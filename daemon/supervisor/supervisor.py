@@ -138,7 +138,7 @@ class Supervisor:
     def _add_source(self, camera: Any) -> None:
         settings = camera.stream_settings()
         channels = StreamChannels(self.rings[camera.name].name, self.frames, self.events,
-                                  self.permits.get(camera.name), SPAWN.Array("d", 3))
+                                  self.permits.get(camera.name))
         # A source is silent while it waits to reconnect or for a stalled stream to time out.
         timeout = settings.reconnect_max_s + settings.no_frame_timeout_s + 30.0
         role = f"source:{camera.name}"

@@ -1,0 +1,216 @@
+"""`facewatch bench pipeline`: the real daemon on N copies of a video, measured from outside.
+
+The daemon runs as a subprocess, exactly as `facewatch run` starts it, with N file cameras
+playing the source in real time and in a loop (so they behave like cameras).  Figures come from
+what a user could observe: events on ZeroMQ, the Prometheus endpoint, and /proc for CPU time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facewatch.cli.output import emit
+from facewatch.errors import BadInputError
+
+
+def register(bsub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = bsub.add_parser("pipeline", parents=[common],
+                        help="the whole daemon on N streams: analysed fps, CPU, latency")
+    p.add_argument("--streams", type=int, default=4, help="simultaneous streams (default: 4)")
+    p.add_argument("--source", type=Path, required=True, metavar="FILE",
+                   help="video every stream plays (in a loop, at its native rate)")
+    p.add_argument("--fps", type=float, default=10.0, help="analysis rate per stream (default: 10)")
+    p.add_argument("--seconds", type=float, default=60.0, help="measured duration (default: 60)")
+    p.add_argument("--warmup", type=float, default=10.0, help="seconds ignored at the start")
+    p.add_argument("--gallery", type=Path, metavar="G",
+                   help="gallery to recognise against (default: an empty one)")
+    p.add_argument("--min-face", type=float, default=40.0, metavar="PX")
+    p.add_argument("--embedder", metavar="NAME")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "int8"])
+    p.set_defaults(handler=_bench)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _tree_cpu_seconds(pid: int) -> float:
+    """utime + stime of a process and all its descendants (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    stats: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+        stats[int(entry.name)] = (int(fields[11]) + int(fields[12])) / ticks
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        total += stats.get(p, 0.0)
+        todo += children.get(p, [])
+    return total
+
+
+def _scrape(port: int) -> dict[str, float]:
+    """Prometheus text → {"name{labels}": value}."""
+    out = {}
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        for line in resp.read().decode().splitlines():
+            if line and not line.startswith("#"):
+                key, _, value = line.rpartition(" ")
+                out[key] = float(value)
+    return out
+
+
+def _per_camera(metrics: dict[str, float], name: str) -> dict[str, float]:
+    out = {}
+    for key, value in metrics.items():
+        if key.startswith(name + "{"):
+            cam = key.split('camera="', 1)[1].split('"', 1)[0]
+            out[cam] = out.get(cam, 0.0) + value
+    return out
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import zmq
+
+    if not args.source.is_file():
+        raise BadInputError(f"{args.source}: no such file")
+    if not 1 <= args.streams <= 64:
+        raise BadInputError("--streams must be between 1 and 64")
+    work = Path(tempfile.mkdtemp(prefix="facewatch-bench-"))
+    gallery = args.gallery
+    if gallery is None:
+        gallery = work / "gallery.yaml"
+        gallery.write_text("people: []\n")
+    zmq_port, metrics_port = _free_port(), _free_port()
+    config = {
+        "cameras": [{"name": f"s{i}", "url": str(args.source.resolve()), "fps": args.fps,
+                     "realtime": True, "loop": True} for i in range(args.streams)],
+        "gallery": str(gallery.resolve()),
+        "outputs": {"zmq": {"bind": f"tcp://127.0.0.1:{zmq_port}"}},
+        "state_dir": str(work / "state"),
+        "inference": {"min_face": args.min_face, "threads": args.threads,
+                      "precision": args.precision,
+                      **({"embedder": args.embedder} if args.embedder else {}),
+                      **({"models_dir": str(args.models)} if args.models else {})},
+        "snapshots": {"enabled": False},
+        "metrics": {"port": metrics_port},
+    }
+    config_path = work / "config.yaml"
+    config_path.write_text(json.dumps(config))  # JSON is YAML
+
+    ctx = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.connect(f"tcp://127.0.0.1:{zmq_port}")
+    proc = subprocess.Popen([sys.executable, "-m", "facewatch", "run", "--config", str(config_path)],
+                            stdout=subprocess.DEVNULL, stderr=open(work / "daemon.log", "wb"))
+    events: list[dict[str, Any]] = []
+    try:
+        started = time.monotonic()
+        measure_from = started + args.warmup
+        end = measure_from + args.seconds
+        snapshot: tuple[float, float, dict[str, float]] | None = None
+        wall_from = float("inf")
+        while time.monotonic() < end:
+            if proc.poll() is not None:
+                raise BadInputError(f"the daemon exited with code {proc.returncode}; "
+                                    f"see {work / 'daemon.log'}")
+            if snapshot is None and time.monotonic() >= measure_from:
+                try:
+                    snapshot = (time.monotonic(), _tree_cpu_seconds(proc.pid), _scrape(metrics_port))
+                    wall_from = time.time()
+                except OSError:
+                    measure_from += 1.0  # metrics not up yet (models still loading)
+            if sub.poll(200):
+                _topic, body = sub.recv_multipart()
+                event = json.loads(body)
+                event["_received"] = time.time()
+                events.append(event)
+        if snapshot is None:
+            raise BadInputError(f"the daemon never served metrics; see {work / 'daemon.log'}")
+        t1, cpu1, m1 = time.monotonic(), _tree_cpu_seconds(proc.pid), _scrape(metrics_port)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        sub.close(0)
+        ctx.term()
+    t0, cpu0, m0 = snapshot
+    seconds = t1 - t0
+    analysed0, analysed1 = (_per_camera(m, "facewatch_frames_analysed_total") for m in (m0, m1))
+    decoded0, decoded1 = (_per_camera(m, "facewatch_frames_decoded_total") for m in (m0, m1))
+    dropped0, dropped1 = (_per_camera(m, "facewatch_frames_dropped_total") for m in (m0, m1))
+    fps = {c: (analysed1.get(c, 0) - analysed0.get(c, 0)) / seconds for c in analysed1}
+    dropped = {c: dropped1.get(c, 0) - dropped0.get(c, 0) for c in analysed1}
+    measured = [e for e in events if e["_received"] >= wall_from]
+    latency = np.array([e["published_ts"] - e["ts"] for e in measured
+                        if e["type"] != "camera.status"]) * 1000
+    first_recognition = _first_recognition_ms(measured)
+    doc = {
+        "streams": args.streams, "source": str(args.source), "fps_target": args.fps,
+        "seconds": seconds, "analysed_fps_per_stream": fps,
+        "analysed_fps_total": float(sum(fps.values())),
+        "decoded_fps_total": float(sum(decoded1.values()) - sum(decoded0.values())) / seconds,
+        "dropped_frames": dropped,
+        "cpu_cores_used": (cpu1 - cpu0) / seconds,
+        "event_latency_ms_p50": float(np.percentile(latency, 50)) if latency.size else None,
+        "event_latency_ms_p99": float(np.percentile(latency, 99)) if latency.size else None,
+        "events": len(measured),
+        "first_recognition_ms_p50": (float(np.median(first_recognition))
+                                     if first_recognition else None),
+        "recognitions": len(first_recognition),
+        "min_face": args.min_face, "threads": args.threads, "precision": args.precision,
+    }
+    lines = [f"{args.streams} stream(s) of {args.source.name} at {args.fps:g} fps, "
+             f"{seconds:.0f} s measured",
+             "analysed fps per stream: " + ", ".join(f"{c} {v:.1f}" for c, v in sorted(fps.items())),
+             f"total {doc['analysed_fps_total']:.1f} analysed fps, "
+             f"{doc['decoded_fps_total']:.0f} decoded fps, {doc['cpu_cores_used']:.2f} cores busy",
+             f"dropped before analysis: {sum(dropped.values()):.0f} frames"]
+    if latency.size:
+        lines.append(f"capture → publish: p50 {doc['event_latency_ms_p50']:.0f} ms, "
+                     f"p99 {doc['event_latency_ms_p99']:.0f} ms over {latency.size} events")
+    if first_recognition:
+        lines.append(f"track start → face.recognized published: p50 "
+                     f"{doc['first_recognition_ms_p50']:.0f} ms over {len(first_recognition)} tracks")
+    emit(args.json, doc, lines)
+    return 0
+
+
+def _first_recognition_ms(events: list[dict[str, Any]]) -> list[float]:
+    """For each track named at least once: from its track.started frame to the publication of
+    its first face.recognized.  (track.started is sent on the track's second detection, so
+    the face was first seen one analysis interval earlier.)"""
+    started: dict[tuple[str, int], float] = {}
+    out = []
+    for e in events:
+        key = (e["camera"], e.get("track_id", -1))
+        if e["type"] == "track.started":
+            started[key] = e["ts"]
+        elif e["type"] == "face.recognized" and key in started:
+            out.append((e["published_ts"] - started.pop(key)) * 1000)
+    return out
