@@ -37,10 +37,9 @@ def load_image(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
                 w, h = img.size
                 if w * h > max_pixels:
                     raise ImageError(f"{path}: {w}x{h} pixels is over the limit of "
-                                     f"{max_pixels:,} (raise images.max_pixels if this is intended)")
+                                     f"{max_pixels:,} (--max-pixels raises the limit if this is intended)")
                 img.load()
-                img = ImageOps.exif_transpose(img)
-                return _to_rgb(img)
+                return _to_rgb(ImageOps.exif_transpose(img))
     except ImageError:
         raise
     except FileNotFoundError:

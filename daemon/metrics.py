@@ -80,7 +80,7 @@ def serve(bind: str, port: int) -> Any:
     from prometheus_client.multiprocess import MultiProcessCollector
 
     registry = CollectorRegistry()
-    MultiProcessCollector(registry)
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     server, _thread = start_http_server(port, addr=bind, registry=registry)
     return server
 
@@ -89,4 +89,4 @@ def process_died(pid: int) -> None:
     """Drop a dead process's live gauges from the merged view."""
     from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(pid)
+    multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]

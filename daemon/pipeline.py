@@ -57,7 +57,8 @@ class FacePipeline:
         store = store or ModelStore()
         opened = [store.open(catalog.MTCNN_NAMES[n], settings.backend)
                   for n in ("pnet", "rnet", "onet")]
-        detector = MtcnnDetector(*(runner for _, runner in opened), settings=settings.detector)
+        pnet, rnet, onet = (runner for _, runner in opened)
+        detector = MtcnnDetector(pnet, rnet, onet, settings=settings.detector)
         parts = [m.sha256[:16] for m, _ in opened]
         d = settings.detector
         parts.append(f"min_face={d.min_face},factor={d.scale_factor},thr={d.thresholds}")

@@ -30,7 +30,8 @@ def face_quality(detections: Detections, crops: np.ndarray) -> np.ndarray:
     confidence = np.clip((detections.scores - 0.7) / 0.3, 0.0, 1.0)
     pose = 0.3 + 0.7 * frontalness(detections.landmarks)
     sharp = 0.3 + 0.7 * sharpness(crops)
-    return (size * (0.5 + 0.5 * confidence) * pose * sharp).astype(np.float32)
+    quality: np.ndarray = (size * (0.5 + 0.5 * confidence) * pose * sharp).astype(np.float32)
+    return quality
 
 
 def frontalness(landmarks: np.ndarray) -> np.ndarray:
@@ -46,7 +47,8 @@ def frontalness(landmarks: np.ndarray) -> np.ndarray:
     # component of (nose - mid) along the eye line, as a fraction of the eye distance
     yaw = np.abs(np.einsum("ij,ij->i", nose - mid, eye_vec)) / eye_dist ** 2
     roll = np.abs(np.arctan2(eye_vec[:, 1], eye_vec[:, 0]))
-    return (np.clip(1.0 - yaw / 0.5, 0.0, 1.0) * np.clip(1.0 - roll / (np.pi / 4), 0.0, 1.0))
+    score: np.ndarray = np.clip(1.0 - yaw / 0.5, 0.0, 1.0) * np.clip(1.0 - roll / (np.pi / 4), 0.0, 1.0)
+    return score
 
 
 def sharpness(crops: np.ndarray) -> np.ndarray:
@@ -54,4 +56,5 @@ def sharpness(crops: np.ndarray) -> np.ndarray:
     for i, crop in enumerate(crops):
         grey = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
         out[i] = cv2.Laplacian(grey, cv2.CV_32F).var()
-    return np.clip((out - BLUR_LOW) / (BLUR_HIGH - BLUR_LOW), 0.0, 1.0)
+    score: np.ndarray = np.clip((out - BLUR_LOW) / (BLUR_HIGH - BLUR_LOW), 0.0, 1.0)
+    return score

@@ -23,7 +23,6 @@ from facewatch.engines.manifest import (
 
 log = logging.getLogger(__name__)
 
-_MTCNN_INPUT = dict(layout="NCHW", color="RGB", mean=[127.5] * 3, std=[128.0] * 3)
 
 
 @dataclass(frozen=True)
@@ -53,10 +52,12 @@ def _mtcnn_recipe(net: str, pinned: catalog.PinnedFile, shape: list[int | str],
         from facewatch.engines.builders import mtcnn
         from facewatch.engines.readers.torch_legacy import load_state_dict
 
-        return getattr(mtcnn, f"build_{net}")(load_state_dict(paths[0]))
+        model: onnx.ModelProto = getattr(mtcnn, f"build_{net}")(load_state_dict(paths[0]))
+        return model
 
     return _Recipe(catalog.MTCNN_NAMES[net], f"mtcnn.{net}", (pinned,), build,  # type: ignore[arg-type]
-                   InputSpec(name="input", shape=shape, **_MTCNN_INPUT), outputs, None,
+                   InputSpec(name="input", shape=shape, layout="NCHW", color="RGB",
+                             mean=[127.5] * 3, std=[128.0] * 3), outputs, None,
                    "MTCNN (Zhang et al. 2016); prob[:, 1] is the face probability")
 
 

@@ -26,7 +26,7 @@ from facewatch.cli.output import emit
 from facewatch.errors import BadInputError
 
 
-def register(bsub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def register(bsub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     p = bsub.add_parser("pipeline", parents=[common],
                         help="the whole daemon on N streams: analysed fps, CPU, latency")
     p.add_argument("--streams", type=int, default=4, help="simultaneous streams (default: 4)")
@@ -73,7 +73,7 @@ def _tree_cpu_seconds(pid: int) -> float:
 
 def _scrape(port: int) -> dict[str, float]:
     """Prometheus text → {"name{labels}": value}."""
-    out = {}
+    out: dict[str, float] = {}
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
         for line in resp.read().decode().splitlines():
             if line and not line.startswith("#"):
@@ -83,7 +83,7 @@ def _scrape(port: int) -> dict[str, float]:
 
 
 def _per_camera(metrics: dict[str, float], name: str) -> dict[str, float]:
-    out = {}
+    out: dict[str, float] = {}
     for key, value in metrics.items():
         if key.startswith(name + "{"):
             cam = key.split('camera="', 1)[1].split('"', 1)[0]

@@ -22,7 +22,7 @@ def read_frames(source: Path, limit: int) -> list[np.ndarray]:
     if source.suffix.lower() in IMAGE_SUFFIXES:
         return [load_image(source)]
     cap = cv2.VideoCapture(str(source))
-    frames = []
+    frames: list[np.ndarray] = []
     try:
         while len(frames) < limit:
             ok, frame = cap.read()

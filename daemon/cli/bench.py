@@ -14,7 +14,7 @@ from facewatch.cli.output import emit
 from facewatch.errors import BadInputError
 
 
-def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("bench", help="measure speed on real frames")
     bsub = p.add_subparsers(dest="bench_command", metavar="WHAT", required=True)
     d = bsub.add_parser("detect", parents=[common], help="MTCNN time per frame")

@@ -11,7 +11,7 @@ from facewatch.engines import catalog
 from facewatch.errors import FacewatchError
 
 
-def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("doctor", parents=[common],
                        help="check backends, GStreamer and models; exit 1 if something needed is missing")
     p.set_defaults(handler=_doctor)
@@ -41,7 +41,7 @@ def _gstreamer() -> dict[str, Any]:
     problems = {kind.value: gstreamer_problem(kind) for kind in SourceKind}
     version = None
     try:
-        from gi.repository import Gst  # type: ignore[import-not-found]
+        from gi.repository import Gst
 
         version = Gst.version_string()
     except (ImportError, ValueError):

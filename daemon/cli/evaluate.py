@@ -13,7 +13,7 @@ from facewatch.cli.output import emit
 from facewatch.gallery.cache import AnalysisCache
 
 
-def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("eval", help="measure accuracy on LFW")
     esub = p.add_subparsers(dest="eval_command", metavar="BENCHMARK", required=True)
     v = esub.add_parser("lfw", parents=[common], help="LFW verification, standard 10-fold protocol")

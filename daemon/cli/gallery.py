@@ -10,7 +10,7 @@ from facewatch.cli.common import add_recognition_options, pipeline_from
 from facewatch.cli.output import emit
 
 
-def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("gallery", help="enrol people and inspect the gallery")
     gsub = p.add_subparsers(dest="gallery_command", metavar="ACTION", required=True)
     for name, helptext, handler in (

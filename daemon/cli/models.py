@@ -10,7 +10,7 @@ from facewatch.cli.output import emit
 from facewatch.engines.store import default_models_dir
 
 
-def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("models", help="fetch public weights and build the ONNX models")
     msub = p.add_subparsers(dest="models_command", metavar="ACTION", required=True)
     f = msub.add_parser("fetch", parents=[common], help="get the pinned weights and build models")

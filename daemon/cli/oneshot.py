@@ -17,7 +17,7 @@ from facewatch.pipeline import AnalyzedFaces, FacePipeline
 _CHUNK = 16
 
 
-def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     for name, helptext, handler in (
         ("detect", "find faces: boxes, scores, landmarks", _detect),
         ("embed", "find faces and print their embeddings", _embed),

@@ -11,7 +11,7 @@ from facewatch.errors import ConfigError, FacewatchError
 log = logging.getLogger("facewatch")
 
 
-def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("run", parents=[common], help="run the daemon (cameras → events)")
     p.add_argument("--config", type=Path, required=True, metavar="FILE", help="daemon config YAML")
     p.set_defaults(handler=_run)

@@ -19,6 +19,7 @@ class Embedder:
                  max_batch: int = 32) -> None:
         assert manifest.embedding_output is not None and manifest.embedding_size is not None
         self.manifest = manifest
+        self._output: str = manifest.embedding_output
         self.runner = runner
         self.flip = flip
         self.size = manifest.embedding_size
@@ -40,7 +41,8 @@ class Embedder:
         if self.flip:
             vectors = vectors + self._raw(crops[:, :, ::-1])
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+        unit: np.ndarray = (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+        return unit
 
     def _raw(self, crops: np.ndarray) -> np.ndarray:
         out = []
@@ -51,7 +53,7 @@ class Embedder:
             if self._fixed_batch and n < self._fixed_batch:
                 x = np.concatenate([x, np.zeros((self._fixed_batch - n, *x.shape[1:]), x.dtype)])
             result = self.runner.run({self.manifest.input.name: x})
-            out.append(result[self.manifest.embedding_output].reshape(x.shape[0], -1)[:n])
+            out.append(result[self._output].reshape(x.shape[0], -1)[:n])
         return np.concatenate(out).astype(np.float32)
 
     def _preprocess(self, crops: np.ndarray) -> np.ndarray:

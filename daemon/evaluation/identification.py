@@ -43,7 +43,9 @@ class LfwSplit:
 def split_lfw(lfw_dir: Path) -> LfwSplit:
     if not lfw_dir.is_dir():
         raise BadInputError(f"{lfw_dir}: not a directory (--lfw expects LFW's per-person folders)")
-    enrolled, genuine, impostors = [], [], []
+    enrolled: list[Path] = []
+    genuine: list[tuple[Path, int]] = []
+    impostors: list[Path] = []
     for person in sorted(d for d in lfw_dir.iterdir() if d.is_dir()):
         images = sorted(person.glob("*.jpg"))
         if len(images) >= 2:

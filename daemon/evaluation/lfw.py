@@ -59,7 +59,7 @@ def read_pairs(pairs_file: Path, lfw_dir: Path) -> list[Pair]:
     except ValueError:
         raise BadInputError(f"{pairs_file}:1: expected '<folds> <pairs per class>' "
                             f"(is this LFW's pairs.txt?)") from None
-    pairs = []
+    pairs: list[Pair] = []
     for i, line in enumerate(lines[1:], start=2):
         parts = line.split()
         if not parts:
@@ -124,7 +124,8 @@ def _fallback_embedding(pipeline: FacePipeline, image: np.ndarray) -> np.ndarray
     box = np.array([[w / 2 - side / 2, h / 2 - side / 2, w / 2 + side / 2, h / 2 + side / 2]],
                    np.float32)
     det = pipeline.detector.landmarks_for_boxes(image, box)
-    return pipeline.embedder.embed(align_faces(image, det.landmarks))[0]
+    vector: np.ndarray = pipeline.embedder.embed(align_faces(image, det.landmarks))[0]
+    return vector
 
 
 def evaluate_verification(pairs: list[Pair], similarities: np.ndarray, fallbacks: int,

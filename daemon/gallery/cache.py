@@ -86,7 +86,7 @@ class AnalysisCache:
             return failed(error)
         with np.load(io.BytesIO(blob)) as z:
             return CachedFaces(z["boxes"], z["scores"], z["landmarks"], z["quality"],
-                               z["embeddings"], tuple(int(v) for v in z["image_size"]))
+                               z["embeddings"], (int(z["image_size"][0]), int(z["image_size"][1])))
 
     def put(self, image_sha: str, pipeline: str, faces: CachedFaces) -> None:
         blob = None

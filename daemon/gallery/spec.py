@@ -83,7 +83,8 @@ def load_gallery_spec(path: Path) -> GallerySpec:
         loc = tuple(p for p in loc if p not in ("list[str]", "str"))
         raise GalleryError(f"{doc.where(loc)}: {dotted(loc) or 'top level'}: {err['msg']}") from None
     base = path.parent
-    people, seen = [], {}
+    people: list[PersonSpec] = []
+    seen: dict[str, int] = {}
     for i, entry in enumerate(parsed.people):
         where = doc.where(("people", i))
         if entry.id in seen:

@@ -6,6 +6,8 @@ top to bottom like its PyTorch definition.  Weights are numpy arrays, stored as 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
@@ -45,7 +47,7 @@ class GraphBuilder:
         self._initializers.append(numpy_helper.from_array(arr, name))
         return name
 
-    def node(self, op: str, inputs: list[str], prefix: str | None = None, **attrs: object) -> str:
+    def node(self, op: str, inputs: list[str], prefix: str | None = None, **attrs: Any) -> str:
         out = self._fresh(prefix or op.lower())
         self._nodes.append(helper.make_node(op, inputs, [out], **attrs))
         return out

@@ -15,7 +15,7 @@ from facewatch.engines.builders.graph import GraphBuilder
 
 # PNet is fully convolutional: height and width stay free, so one call runs a whole
 # (packed) image pyramid.
-PNET_INPUT = ["batch", 3, "height", "width"]
+PNET_INPUT: list[int | str] = ["batch", 3, "height", "width"]
 
 
 def _permuted_dense_weight(weight: np.ndarray, channels: int, height: int, width: int) -> np.ndarray:

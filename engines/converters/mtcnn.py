@@ -223,7 +223,8 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, groups: np.
 def apply_offsets(boxes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """MTCNN box regression: offsets are fractions of the box's width and height."""
     wh = np.concatenate([boxes[:, 2:] - boxes[:, :2]] * 2, axis=1)
-    return (boxes + offsets * wh).astype(np.float32)
+    moved: np.ndarray = (boxes + offsets * wh).astype(np.float32)
+    return moved
 
 
 def square(boxes: np.ndarray) -> np.ndarray:
