@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -41,6 +41,22 @@ class InputSpec(BaseModel):
         return v
 
 
+class CalibrationRecord(BaseModel):
+    """How an INT8 variant was made and what the accuracy gate measured (see facewatch.calibration)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    fp32_file: str = Field(description="the FP32 model the variant was quantised from")
+    fp32_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of that FP32 file")
+    source: str = Field(description="what the calibration set was drawn from")
+    samples: int = Field(ge=0, description="calibration inputs (crops, or P-Net canvases)")
+    method: str = Field(description="ONNX Runtime calibration method and quantisation scheme")
+    decision: str = Field(description="int8, or why the FP32 model is used for this precision")
+    gate: dict[str, Any] = Field(default_factory=dict,
+                                 description="accuracy gate figures measured after calibration")
+    created: str = Field(description="UTC time of calibration, ISO 8601")
+
+
 class ModelManifest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -59,6 +75,10 @@ class ModelManifest(BaseModel):
     source: str = Field(description="where the weights come from (URL, commit, package)")
     licence: str = Field(description="licence of the weights and of their training data")
     notes: str = ""
+    precision: Literal["fp32", "int8"] = Field(
+        "fp32", description="int8: a QDQ model from `facewatch calibrate`")
+    calibration: CalibrationRecord | None = Field(
+        None, description="for `<name>.int8` variants: how they were calibrated and gated")
 
     def path(self, manifest_path: Path) -> Path:
         return (manifest_path.parent / self.file).resolve()

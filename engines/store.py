@@ -2,6 +2,8 @@
 
 The models directory is `$FACEWATCH_MODELS` when set, else a per-user data directory.  It
 holds `<name>.onnx` + `<name>.json` pairs; any manifest dropped there is a usable model.
+`facewatch calibrate` adds `<name>.int8.onnx` + `<name>.int8.json` beside them; precision int8
+opens those variants instead (`variant_name`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,15 @@ from facewatch.engines.manifest import (
 from facewatch.errors import ModelError
 
 MODELS_ENV = "FACEWATCH_MODELS"
+INT8_SUFFIX = ".int8"
+
+
+def variant_name(name: str, precision: str) -> str:
+    """The model a precision runs: `<name>.int8` for int8; the FP32 model otherwise (TensorRT's
+    fp16 is built from it)."""
+    if precision == "int8" and not name.endswith(INT8_SUFFIX):
+        return name + INT8_SUFFIX
+    return name
 
 
 def default_models_dir() -> Path:
@@ -50,8 +61,22 @@ class ModelStore:
             return []
         return sorted(p.stem for p in self.root.glob(f"*{MANIFEST_SUFFIX}"))
 
+    def resolve(self, name: str, precision: str) -> str:
+        """The name of the model to open for `name` at `precision`; a one-line error when the
+        int8 variant has not been made yet."""
+        variant = variant_name(name, precision)
+        if variant != name and not self.manifest_path(variant).is_file():
+            raise ModelError(f"{self.manifest_path(variant)}: {name} has not been calibrated for "
+                             f"int8 in {self.root} (run `facewatch calibrate --video FILE` or "
+                             f"`facewatch calibrate --images DIR` first, or use precision fp32)")
+        return variant
+
     def open(self, name: str, options: BackendOptions) -> tuple[ModelManifest, Runner]:
-        """Load a model after checking its file's sha256 and that it has the manifest's input."""
+        """Load a model after checking its file's sha256 and that it has the manifest's input.
+
+        At precision int8 the `<name>.int8` variant is loaded instead.
+        """
+        name = self.resolve(name, options.precision)
         manifest = self.manifest(name)
         path = verify_model_file(manifest, self.manifest_path(name))
         from facewatch.engines.backends.select import open_runner

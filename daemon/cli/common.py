@@ -21,11 +21,21 @@ def add_recognition_options(parser: argparse.ArgumentParser, embedder: bool = Tr
                    help="image pyramid step, 0.5..0.95 (default: 0.709)")
     g.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
                    help=f"refuse images larger than this (default: {DEFAULT_MAX_PIXELS:,})")
+    add_backend_options(g)
     if embedder:
         g.add_argument("--embedder", default=catalog.DEFAULT_EMBEDDER, metavar="NAME",
                        help=f"embedder model name (default: {catalog.DEFAULT_EMBEDDER})")
         g.add_argument("--flip", action="store_true",
                        help="add the embedding of the mirrored face (slower, slightly more accurate)")
+
+
+def add_backend_options(g: argparse._ActionsContainer) -> None:
+    g.add_argument("--backend", choices=["onnxruntime", "tensorrt"], default="onnxruntime",
+                   help="inference backend (default: onnxruntime; tensorrt needs an NVIDIA GPU "
+                        "and engines from `facewatch engines build`)")
+    g.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp32",
+                   help="fp32 (default); int8 runs the models `facewatch calibrate` made; "
+                        "fp16 needs --backend tensorrt")
 
 
 def store_from(args: argparse.Namespace) -> ModelStore:
@@ -35,7 +45,12 @@ def store_from(args: argparse.Namespace) -> ModelStore:
 def backend_from(args: argparse.Namespace) -> BackendOptions:
     if args.threads < 1:
         raise BadInputError(f"--threads {args.threads}: must be at least 1")
-    return BackendOptions(intra_op_threads=args.threads)
+    backend = getattr(args, "backend", "onnxruntime")
+    precision = getattr(args, "precision", "fp32")
+    if precision == "fp16" and backend != "tensorrt":
+        raise BadInputError("--precision fp16 needs --backend tensorrt; on ONNX Runtime use "
+                            "fp32 or int8")
+    return BackendOptions(backend=backend, precision=precision, intra_op_threads=args.threads)
 
 
 def settings_from(args: argparse.Namespace) -> PipelineSettings:

@@ -15,7 +15,8 @@ from pathlib import Path
 from facewatch import __version__
 from facewatch.errors import EXIT_BAD_INPUT, EXIT_FAILURE, FacewatchError
 
-_COMMAND_MODULES = ("models", "oneshot", "gallery", "evaluate", "bench", "doctor", "daemon", "run")
+_COMMAND_MODULES = ("models", "oneshot", "gallery", "evaluate", "bench", "doctor", "daemon", "run",
+                    "calibrate", "engines")
 
 
 def build_parser() -> argparse.ArgumentParser:

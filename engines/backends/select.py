@@ -1,4 +1,8 @@
-"""Pick the backend named in the options; heavy backends are imported only when chosen."""
+"""Pick the backend named in the options; heavy backends are imported only when chosen.
+
+The TensorRT module imports neither TensorRT nor CUDA itself: its runner first asks cuda-python
+whether a GPU exists (`facewatch.engines.backends.gpu`), and only then loads TensorRT.
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,167 @@
+"""`facewatch engines build|list`: TensorRT engines, built ahead of time ("build and exit").
+
+    facewatch engines build [--precision fp32|fp16|int8] [--max-batch N] [--workspace MB]
+                            [--frame-size WxH ...] [--config FILE] [--json]
+
+Engines go to `<models>/engines/`, keyed by ONNX sha256, TensorRT version, GPU name and compute
+capability, precision and profiles; the daemon and the CLI load only a matching one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from facewatch.cli.common import store_from
+from facewatch.cli.output import emit, warn
+from facewatch.engines import catalog
+from facewatch.engines.engine_cache import ENGINE_DIR, EngineCache
+from facewatch.errors import BadInputError
+
+_SIZE = re.compile(r"^(\d+)[xX](\d+)$")
+
+
+def register(sub: argparse._SubParsersAction,  # type: ignore[type-arg]
+             common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("engines", help="build TensorRT engines ahead of time")
+    esub = p.add_subparsers(dest="engines_command", metavar="ACTION", required=True)
+    b = esub.add_parser("build", parents=[common], help="build every model's engine and exit")
+    b.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp32",
+                   help="engine precision (int8 builds from `facewatch calibrate`'s models)")
+    b.add_argument("--max-batch", type=int, default=8, metavar="N",
+                   help="largest batch of frames/faces per call (default: 8; R-Net/O-Net take "
+                        "more candidates, larger batches run in chunks)")
+    b.add_argument("--workspace", type=int, default=1024, metavar="MB",
+                   help="TensorRT builder workspace (default: 1024 MB)")
+    b.add_argument("--frame-size", action="append", default=[], metavar="WxH",
+                   help="camera frame size the P-Net profiles must cover; repeatable "
+                        "(default: 640x360, 1280x720, 1920x1080, plus --config's cameras)")
+    b.add_argument("--config", type=Path, metavar="FILE",
+                   help="daemon config: its embedder, min_face, scale_factor and cameras' max_size")
+    b.add_argument("--min-face", type=float, metavar="PX",
+                   help="detector min_face (default: --config's, else 20)")
+    b.add_argument("--scale-factor", type=float, metavar="F",
+                   help="pyramid factor (default: --config's, else 0.709)")
+    b.add_argument("--embedder", metavar="NAME", help="embedder model (default: --config's, else "
+                                                      f"{catalog.DEFAULT_EMBEDDER})")
+    cal = b.add_argument_group("TensorRT 8.x INT8 only (it calibrates itself)")
+    cal.add_argument("--video", type=Path, metavar="FILE")
+    cal.add_argument("--frames", type=int, default=500, metavar="N")
+    cal.add_argument("--images", type=Path, action="append", default=[], metavar="DIR")
+    cal.add_argument("--gallery", type=Path, metavar="G")
+    b.set_defaults(handler=_build, camera=None)
+    ls = esub.add_parser("list", parents=[common], help="show the engines in the cache")
+    ls.set_defaults(handler=_list)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    m = _SIZE.match(text.strip())
+    if not m:
+        raise BadInputError(f"--frame-size {text}: expected WIDTHxHEIGHT, e.g. 1280x720")
+    return int(m.group(1)), int(m.group(2))
+
+
+def _plan(args: argparse.Namespace) -> tuple[Any, list[tuple[int, int]], str]:
+    """(detector settings, frame sizes, embedder) from the options and --config."""
+    from facewatch.detection.mtcnn import MtcnnSettings
+    from facewatch.engines.trt_profiles import DEFAULT_FRAME_SIZES
+
+    sizes = [parse_size(s) for s in args.frame_size] or list(DEFAULT_FRAME_SIZES)
+    min_face, factor, embedder = 20.0, 0.709, catalog.DEFAULT_EMBEDDER
+    if args.config:
+        from facewatch.config import load_resolved
+
+        config = load_resolved(args.config)
+        inf = config.inference
+        min_face, factor, embedder = inf.min_face, inf.scale_factor, inf.embedder
+        for cam in config.cameras:
+            if cam.max_size:
+                sizes.append(cam.max_size)
+            else:
+                warn(f"camera {cam.name}: no max_size, so its frame size is unknown here; "
+                     f"give it with --frame-size WxH")
+    settings = MtcnnSettings(min_face=args.min_face or min_face,
+                             scale_factor=args.scale_factor or factor)
+    return settings, sorted(set(sizes)), args.embedder or embedder
+
+
+def _build(args: argparse.Namespace) -> int:
+    from facewatch.engines.backends.tensorrt import (
+        BuildRequest,
+        build_engine,
+        require_gpu,
+    )
+    from facewatch.engines.manifest import verify_model_file
+    from facewatch.engines.trt_profiles import profiles_for
+
+    if args.max_batch < 1 or args.workspace < 64:
+        raise BadInputError("--max-batch must be at least 1 and --workspace at least 64 MB")
+    require_gpu("engines build")  # before any TensorRT object, and before reading frames
+    store = store_from(args)
+    detector, sizes, embedder = _plan(args)
+    cache = EngineCache(store.root / ENGINE_DIR)
+    batches = _calibration_batches(args, store, detector, embedder)
+    rows = []
+    for net, name in (*catalog.MTCNN_NAMES.items(), ("embedder", embedder)):
+        fp32 = store.manifest(name)
+        variant = store.resolve(name, args.precision)
+        manifest = store.manifest(variant)
+        path = verify_model_file(manifest, store.manifest_path(variant))
+        profiles = profiles_for(fp32, args.max_batch, sizes, detector)
+        request = BuildRequest(
+            model_path=path, model_stem=variant, precision=args.precision, profiles=profiles,
+            workspace_mb=args.workspace, fp32_path=fp32.path(store.manifest_path(name)),
+            calibration_batches=(lambda n=net: batches(n)) if batches else None)
+        engine, built = build_engine(request, cache)
+        rows.append({"model": variant, "engine": str(engine), "built": built,
+                     "profiles": [[list(p.min), list(p.opt), list(p.max)] for p in profiles]})
+    emit(args.json, {"precision": args.precision, "frame_sizes": [list(s) for s in sizes],
+                     "min_face": detector.min_face, "engines": rows},
+         [f"{r['model']:30s} {'built' if r['built'] else 'cached'}  {r['engine']}" for r in rows])
+    return 0
+
+
+def _calibration_batches(args: argparse.Namespace, store: Any, detector: Any, embedder: str
+                         ) -> Any:
+    """For TensorRT 8.x INT8: the calibration set, collected once on first use."""
+    if args.precision != "int8" or not (args.video or args.images or args.gallery):
+        return None
+    memo: dict[str, Any] = {}
+
+    def batches(net: str) -> list[Any]:
+        if "set" not in memo:
+            from facewatch.calibration.collect import collect
+            from facewatch.calibration.sources import chain
+            from facewatch.cli.calibrate import _sources
+            from facewatch.engines.backends.base import BackendOptions
+            from facewatch.pipeline import FacePipeline, PipelineSettings
+
+            source = chain(_sources(args))
+            pipeline = FacePipeline.load(PipelineSettings(embedder=embedder, detector=detector,
+                                                          backend=BackendOptions()), store)
+            memo["set"] = collect(pipeline, source.frames(), source.description, source.count)
+        return memo["set"].batches(net, batch=args.max_batch)  # type: ignore[no-any-return]
+
+    return batches
+
+
+def _list(args: argparse.Namespace) -> int:
+    store = store_from(args)
+    root = store.root / ENGINE_DIR
+    rows = []
+    for sidecar in sorted(root.glob("*.json")) if root.is_dir() else []:
+        try:
+            d = json.loads(sidecar.read_text())
+        except (OSError, ValueError):
+            continue
+        rows.append({"engine": str(sidecar.with_suffix(".engine")), "model": d.get("model"),
+                     "precision": d.get("precision"), "tensorrt": d.get("tensorrt_version"),
+                     "gpu": d.get("gpu_name"), "compute_capability": d.get("compute_capability"),
+                     "profiles": len(d.get("profiles", []))})
+    emit(args.json, {"dir": str(root), "engines": rows},
+         [f"{r['model']:30s} {r['precision']:5s} TensorRT {r['tensorrt']} {r['gpu']}  {r['engine']}"
+          for r in rows] or [f"no engines in {root} (run `facewatch engines build` on the GPU box)"])
+    return 0
