@@ -168,8 +168,12 @@ class CameraAnalysis:
         if self.snapshots is None or track_id not in self._best:
             return None
         if track_id not in self._snapshot_path:
+            # Named by the published id, not the tracker's: after a split the tracker id
+            # carries on with the next person (whose view would overwrite the file the first
+            # person's events point at), and tracker ids start again at 1 when the engine
+            # restarts.
             self._snapshot_path[track_id] = self.snapshots.save(
-                self.camera, str(track_id), self._best[track_id][1])
+                self.camera, str(self._published[track_id]), self._best[track_id][1])
         return self._snapshot_path[track_id]
 
     def _decision_event(self, decision: Decision, pending: _Pending) -> Event:
@@ -195,11 +199,11 @@ class CameraAnalysis:
             tid = final.track_id
             if tid not in self._published:
                 continue
+            snapshot = self._snapshot(tid) if final.embeddings else None  # before the pop
             events.append(TrackEnded(
                 camera=self.camera, ts=final.last_ts, track_id=self._published.pop(tid),
                 duration_s=max(0.0, final.last_ts - self._segment_start.pop(tid)),
-                identity=final.person_id, name=final.name,
-                snapshot=self._snapshot(tid) if final.embeddings else None))
+                identity=final.person_id, name=final.name, snapshot=snapshot))
             self._best.pop(tid, None)
             self._snapshot_path.pop(tid, None)
         return events

@@ -23,6 +23,11 @@ from facewatch.supervisor.process import ChildContext
 log = logging.getLogger(__name__)
 
 _DRAIN_S = 3.0
+# A ZeroMQ subscriber that was waiting for the daemon connects only after the PUB socket is
+# bound (libzmq retries every 100 ms by default), and PUB drops whatever is sent before that:
+# the first events (a file camera is online within ~50 ms of start) would be lost to it.
+# Events wait in the queue meanwhile; this is zguide's "slow joiner" settle time.
+ZMQ_SETTLE_S = 0.5
 
 
 def _as_event(item: Any, metrics: Metrics) -> Event | None:
@@ -37,10 +42,17 @@ def _as_event(item: Any, metrics: Metrics) -> Event | None:
 
 
 class PublisherLoop:
-    def __init__(self, config: DaemonConfig, events: Any, metrics: Metrics) -> None:
+    def __init__(self, config: DaemonConfig, events: Any, metrics: Metrics,
+                 sequence: Any = None) -> None:
+        """`sequence` (a multiprocessing.Value('q'), owned by the supervisor) carries the next
+        `seq` across publisher restarts: a restarted publisher (a crash, or a reload that
+        changed the outputs) must go on from where the last one stopped, not from 1, or
+        consumers would see numbers repeat within one daemon run."""
         self.events = events
         self.metrics = metrics
-        self.fanout = Fanout(build_publishers(config))
+        self.sequence = sequence
+        first = int(sequence.value) if sequence is not None else 1
+        self.fanout = Fanout(build_publishers(config), first_seq=first)
         self._failed: dict[str, int] = {}
 
     def start(self) -> None:
@@ -51,6 +63,8 @@ class PublisherLoop:
         if event is None:
             return
         stamped = self.fanout.publish(event)
+        if self.sequence is not None:
+            self.sequence.value = self.fanout.next_seq
         self.metrics.events.labels(stamped.type).inc()
         if stamped.published_ts is not None:
             self.metrics.publish_latency.labels(stamped.type).observe(
@@ -79,9 +93,12 @@ class PublisherLoop:
         self.fanout.stop()
 
 
-def run_publisher(ctx: ChildContext, config: DaemonConfig, events: Any) -> None:
-    loop = PublisherLoop(config, events, Metrics())
+def run_publisher(ctx: ChildContext, config: DaemonConfig, events: Any,
+                  sequence: Any = None) -> None:
+    loop = PublisherLoop(config, events, Metrics(), sequence)
     loop.start()
+    if config.outputs.zmq is not None:
+        ctx.stop_event.wait(ZMQ_SETTLE_S)
     ctx.ready()
     try:
         while not ctx.stopping():

@@ -7,6 +7,7 @@ heartbeat, not by `is_alive()`: a process stuck in a C call is alive but useless
 
 from __future__ import annotations
 
+import ctypes
 import faulthandler
 import logging
 import logging.handlers
@@ -60,6 +61,27 @@ def _set_process_name(name: str) -> None:
         pass
 
 
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _stop_with_parent(ctx: ChildContext) -> None:
+    """Have the kernel send SIGTERM (handled below: a clean stop) when the supervisor dies.
+
+    Without it, the children of a supervisor killed outright (kill -9, the OOM killer) run on
+    as orphans, holding the ZeroMQ port, the MQTT client id and the cameras, so the daemon
+    cannot be started again.  systemd kills the whole control group anyway; this covers every
+    other way of running it.  Linux only; the signal follows the thread that started the
+    child, which is the supervisor's main thread."""
+    parent = mp.parent_process()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if parent is not None and os.getppid() != parent.pid:
+        ctx.stop_event.set()  # it died before prctl took effect
+
+
 def child_entry(ctx: ChildContext, target: Callable[..., None], args: tuple[Any, ...]) -> None:
     """Runs first in every child (spawned), then hands over to the role's main function."""
     _set_process_name(f"fw.{ctx.role}")
@@ -73,6 +95,7 @@ def child_entry(ctx: ChildContext, target: Callable[..., None], args: tuple[Any,
     signal.signal(signal.SIGTERM, lambda *_: ctx.stop_event.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    _stop_with_parent(ctx)
     ctx.beat()
     log = logging.getLogger(f"facewatch.{ctx.role}")
     try:

@@ -104,6 +104,8 @@ class Supervisor:
         self.frames = SPAWN.Queue(maxsize=64)
         self.events = SPAWN.Queue(maxsize=100_000)
         self.control = SPAWN.Queue()
+        # the next event `seq`, kept here so that a restarted publisher carries on from it
+        self.sequence = SPAWN.Value("q", 1, lock=False)
         for camera in self.config.enabled_cameras:
             self._make_ring(camera)
         self._add_publisher()
@@ -123,7 +125,8 @@ class Supervisor:
                             heartbeat_timeout=heartbeat_timeout)
 
     def _add_publisher(self) -> None:
-        self.children["publisher"] = Child("publisher", run_publisher, (self.config, self.events),
+        self.children["publisher"] = Child("publisher", run_publisher,
+                                           (self.config, self.events, self.sequence),
                                            self._context("publisher", HEARTBEAT_TIMEOUT_S))
 
     def _engine_channels(self) -> EngineChannels:
