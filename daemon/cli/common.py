@@ -6,7 +6,7 @@ import argparse
 
 from facewatch.detection.mtcnn import MtcnnSettings
 from facewatch.engines import catalog
-from facewatch.engines.backends.base import BackendOptions
+from facewatch.engines.backends.base import BackendName, BackendOptions, Precision
 from facewatch.engines.store import ModelStore
 from facewatch.errors import BadInputError
 from facewatch.images import DEFAULT_MAX_PIXELS
@@ -45,8 +45,9 @@ def store_from(args: argparse.Namespace) -> ModelStore:
 def backend_from(args: argparse.Namespace) -> BackendOptions:
     if args.threads < 1:
         raise BadInputError(f"--threads {args.threads}: must be at least 1")
-    backend = getattr(args, "backend", "onnxruntime")
-    precision = getattr(args, "precision", "fp32")
+    # argparse's `choices` already restricted both to the Literal values
+    backend: BackendName = getattr(args, "backend", "onnxruntime")
+    precision: Precision = getattr(args, "precision", "fp32")
     if precision == "fp16" and backend != "tensorrt":
         raise BadInputError("--precision fp16 needs --backend tensorrt; on ONNX Runtime use "
                             "fp32 or int8")

@@ -10,6 +10,7 @@ capability, precision and profiles; the daemon and the CLI load only a matching 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 from pathlib import Path
@@ -114,7 +115,7 @@ def _build(args: argparse.Namespace) -> int:
         request = BuildRequest(
             model_path=path, model_stem=variant, precision=args.precision, profiles=profiles,
             workspace_mb=args.workspace, fp32_path=fp32.path(store.manifest_path(name)),
-            calibration_batches=(lambda n=net: batches(n)) if batches else None)
+            calibration_batches=functools.partial(batches, net) if batches else None)
         engine, built = build_engine(request, cache)
         rows.append({"model": variant, "engine": str(engine), "built": built,
                      "profiles": [[list(p.min), list(p.opt), list(p.max)] for p in profiles]})

@@ -16,14 +16,14 @@ import threading
 import time
 from typing import Any
 
-import gi  # type: ignore[import-untyped]  # PyGObject ships no type information
+import gi  # PyGObject ships no type information (see [tool.mypy] overrides)
 import numpy as np
 
 gi.require_version("Gst", "1.0")
 gi.require_version("GstApp", "1.0")
 gi.require_version("GstVideo", "1.0")
 # Loading GstApp is what gives appsink elements their try_pull_sample / is_eos methods.
-from gi.repository import Gst, GstApp, GstVideo  # type: ignore[import-untyped]  # noqa: E402, F401
+from gi.repository import Gst, GstApp, GstVideo  # noqa: E402, F401
 
 from facewatch.streams.settings import StreamSettings  # noqa: E402
 from facewatch.streams.source import DecodedFrame, EndOfStream, StreamError  # noqa: E402

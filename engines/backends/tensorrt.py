@@ -32,6 +32,15 @@ from facewatch.engines.engine_cache import EngineCache, EngineKey, Profile
 from facewatch.engines.manifest import sha256_file
 from facewatch.errors import BackendUnavailableError, ModelError
 
+
+def _runtime() -> Any:
+    """cuda-python's runtime; callers run only after `gpu_problem()` found a usable GPU."""
+    rt = cudart()
+    if rt is None:
+        raise BackendUnavailableError("inference.backend tensorrt: cuda-python is not installed "
+                                      "(pip install 'facewatch[tensorrt]')")
+    return rt
+
 log = logging.getLogger(__name__)
 
 
@@ -220,7 +229,7 @@ class DeviceBuffer:
     """A device allocation that grows on demand."""
 
     def __init__(self, nbytes: int) -> None:
-        self._rt = cudart()
+        self._rt: Any = _runtime()
         self.nbytes = 0
         self.ptr = 0
         self.reserve(nbytes)
@@ -247,7 +256,7 @@ class PinnedBuffer:
     """Page-locked host memory (cudaMallocHost), viewed as numpy arrays; grows on demand."""
 
     def __init__(self) -> None:
-        self._rt = cudart()
+        self._rt: Any = _runtime()
         self.nbytes = 0
         self.ptr = 0
 
@@ -283,7 +292,7 @@ class TensorRTRunner:
     def __init__(self, model_path: Path, options: BackendOptions) -> None:
         trt = import_tensorrt()  # checks the GPU first: no TensorRT object before that
         self.model_path = model_path
-        self._rt = cudart()
+        self._rt: Any = _runtime()
         want = target_key(model_path, options.precision, trt)
         cache = EngineCache.beside(model_path)
         found = cache.find(want)

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tflite  # type: ignore[import-untyped]
-from tflite.Model import Model  # type: ignore[import-untyped]
+import tflite
+from tflite.Model import Model
 
 from facewatch.errors import ModelError
 
