@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
+
 from facewatch.engines.backends.base import Runner
 from facewatch.pipeline import FacePipeline
-from tqdm import tqdm
 
 NETS = ("embedder", "pnet", "rnet", "onet")
 

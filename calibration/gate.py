@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from facewatch.boxes import iou_matrix
 from facewatch.detection.mtcnn import MtcnnDetector, MtcnnSettings
 from facewatch.engines.backends.base import Runner
 from facewatch.errors import BadInputError
@@ -113,23 +115,9 @@ def read_dlib_annotations(folder: Path) -> list[AnnotatedImage]:
             for p, b in images.items() if p.is_file()]
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    if a.size == 0 or b.size == 0:
-        return np.zeros((a.shape[0], b.shape[0]))
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    iou: np.ndarray = inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
-    return iou
-
-
 def matched(truth: np.ndarray, found: np.ndarray, iou: float) -> int:
     """How many truth boxes a detection covers (greedy one-to-one, best overlap first)."""
-    m = _iou(truth, found)
+    m = iou_matrix(truth, found)
     hits = 0
     while m.size and m.max() >= iou:
         i, j = np.unravel_index(int(np.argmax(m)), m.shape)

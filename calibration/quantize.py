@@ -28,6 +28,7 @@ from typing import Literal
 
 import numpy as np
 import onnx
+
 from facewatch.engines.files import atomic_write_bytes
 from facewatch.errors import ModelError
 

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from tqdm import tqdm
+
 from facewatch.calibration import gate
 from facewatch.calibration.collect import NETS, CalibrationSet, Caps, collect
 from facewatch.calibration.quantize import (
@@ -32,18 +34,12 @@ from facewatch.calibration.sources import FrameSource
 from facewatch.embedding.embedder import Embedder
 from facewatch.engines import catalog
 from facewatch.engines.backends.base import BackendOptions, Runner
-from facewatch.engines.files import atomic_write_bytes
-from facewatch.engines.manifest import (
-    CalibrationRecord,
-    ModelManifest,
-    sha256_file,
-    write_manifest,
-)
+from facewatch.engines.files import atomic_write_bytes, sha256_file
+from facewatch.engines.manifest import CalibrationRecord, ModelManifest, write_manifest
 from facewatch.engines.store import INT8_SUFFIX, ModelStore
 from facewatch.errors import BadInputError
 from facewatch.images import load_image
 from facewatch.pipeline import FacePipeline, PipelineSettings
-from tqdm import tqdm
 
 log = logging.getLogger(__name__)
 

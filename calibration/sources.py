@@ -15,6 +15,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from facewatch.errors import BadInputError, FacewatchError
 from facewatch.images import load_image
 

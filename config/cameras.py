@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from pydantic import Field, field_validator, model_validator
+
 from facewatch.config.base import Section, located_error
 from facewatch.errors import ConfigError
 from facewatch.streams.settings import DecoderBackend, RtspTransport, StreamSettings
 from facewatch.streams.urls import SourceKind, classify_url, redact_url
-from pydantic import Field, field_validator, model_validator
 
 # Camera names end up in MQTT topics, ZeroMQ topics, metric labels and file names.
 CAMERA_NAME_PATTERN = r"^[a-z0-9_-]{1,64}$"

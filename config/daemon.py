@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import Field, PrivateAttr, field_validator, model_validator
+
 from facewatch.config.base import ConfigPath, Section, located_error
 from facewatch.config.cameras import CameraConfig
 from facewatch.config.inference import InferenceConfig
@@ -15,7 +17,6 @@ from facewatch.config.recognition import RecognitionConfig
 from facewatch.config.snapshots import SnapshotsConfig
 from facewatch.config.tracking import TrackingConfig
 from facewatch.streams.urls import redact_url
-from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 Location = tuple[str | int, ...]
 

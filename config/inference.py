@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
+from pydantic import Field, model_validator
+
 from facewatch.config.base import ConfigPath, Section, located_error
 from facewatch.engines.backends.base import BackendName, BackendOptions, Precision
 from facewatch.engines.catalog import DEFAULT_EMBEDDER
-from pydantic import Field, model_validator
 
 if TYPE_CHECKING:
     from facewatch.detection.mtcnn import MtcnnSettings

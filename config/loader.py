@@ -19,12 +19,13 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ValidationError
+
 from facewatch.config.base import LOCATED_ERROR
 from facewatch.config.daemon import DaemonConfig
 from facewatch.config.env import SubstitutionError, substitute
 from facewatch.errors import ConfigError
 from facewatch.yamlfile import Location, YamlDocument, dotted, load_yaml, parse_yaml
-from pydantic import BaseModel, ValidationError
 
 _PLAIN_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from facewatch.config.base import Section
 from pydantic import Field, field_validator
+
+from facewatch.config.base import Section
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 

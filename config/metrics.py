@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 
-from facewatch.config.base import Section, located_error
 from pydantic import Field, field_validator
+
+from facewatch.config.base import Section, located_error
 
 
 class MetricsConfig(Section):

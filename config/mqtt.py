@@ -11,8 +11,9 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from facewatch.config.base import ConfigPath, Section, located_error
 from pydantic import Field, SecretStr, field_validator, model_validator
+
+from facewatch.config.base import ConfigPath, Section, located_error
 
 # systemd credential consulted when neither password nor password_file is given.
 MQTT_PASSWORD_CREDENTIAL = "mqtt_password"

@@ -11,9 +11,10 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+from pydantic import Field, field_validator, model_validator
+
 from facewatch.config.base import ConfigPath, Section, located_error
 from facewatch.config.mqtt import MqttOutput
-from pydantic import Field, field_validator, model_validator
 
 DEFAULT_ZMQ_BIND = "tcp://127.0.0.1:5556"
 

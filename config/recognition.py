@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from facewatch.config.base import Section
 from pydantic import Field
+
+from facewatch.config.base import Section
 
 
 class RecognitionConfig(Section):

@@ -14,12 +14,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import platformdirs
+from pydantic import SecretStr
+
 from facewatch.config.daemon import DaemonConfig
 from facewatch.config.mqtt import MQTT_PASSWORD_CREDENTIAL, MqttOutput
 from facewatch.errors import ConfigError
 from facewatch.streams.urls import SourceKind
 from facewatch.yamlfile import Location, dotted
-from pydantic import SecretStr
 
 MODELS_ENV = "FACEWATCH_MODELS"  # as facewatch.engines.store
 MAX_SECRET_BYTES = 64 * 1024

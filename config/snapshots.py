@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from facewatch.config.base import ConfigPath, Section
 from pydantic import Field
+
+from facewatch.config.base import ConfigPath, Section
 
 
 class SnapshotsConfig(Section):

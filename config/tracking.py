@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from facewatch.config.base import Section, located_error
 from pydantic import Field, model_validator
+
+from facewatch.config.base import Section, located_error
 
 
 class TrackingConfig(Section):

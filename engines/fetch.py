@@ -19,8 +19,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from facewatch.engines.catalog import GitHubFile, PinnedFile, WheelMember
-from facewatch.engines.files import atomic_write_bytes
-from facewatch.engines.manifest import sha256_file
+from facewatch.engines.files import atomic_write_bytes, sha256_file
 from facewatch.errors import IntegrityError, ModelError
 
 log = logging.getLogger(__name__)

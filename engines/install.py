@@ -11,13 +11,12 @@ import onnx
 
 from facewatch.engines import catalog
 from facewatch.engines.fetch import acquire
-from facewatch.engines.files import atomic_write_bytes
+from facewatch.engines.files import atomic_write_bytes, sha256_file
 from facewatch.engines.manifest import (
     MANIFEST_SUFFIX,
     InputSpec,
     ModelManifest,
     Role,
-    sha256_file,
     write_manifest,
 )
 

@@ -7,13 +7,13 @@ embedder can be used by writing one (see README, "Using another embedder").
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from facewatch.engines.files import sha256_file
 from facewatch.errors import IntegrityError, ModelError
 
 MANIFEST_SUFFIX = ".json"
@@ -110,14 +110,6 @@ def write_manifest(path: Path, manifest: ModelManifest) -> None:
     from facewatch.engines.files import atomic_write_bytes
 
     atomic_write_bytes(path, (manifest.model_dump_json(indent=2) + "\n").encode())
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def verify_model_file(manifest: ModelManifest, manifest_path: Path) -> Path:

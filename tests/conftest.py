@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from facewatch.engines.install import install_models
 from facewatch.engines.store import ModelStore
 from facewatch.pipeline import FacePipeline, PipelineSettings
-
 from tests.support.mosquitto import Mosquitto, mosquitto_available
 
 SHARED_ENV = "FACEWATCH_SHARED"

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from facewatch.images import load_image
 from facewatch.pipeline import FacePipeline
 

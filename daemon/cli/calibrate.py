@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import platformdirs
+
 from facewatch.calibration.sources import FrameSource
 from facewatch.cli.common import add_recognition_options, settings_from, store_from
 from facewatch.cli.output import emit

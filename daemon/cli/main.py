@@ -14,6 +14,7 @@ from pathlib import Path
 
 from facewatch import __version__
 from facewatch.errors import EXIT_BAD_INPUT, EXIT_FAILURE, FacewatchError
+from facewatch.redact import install_filter, redact, route_stderr
 
 _COMMAND_MODULES = ("models", "oneshot", "gallery", "evaluate", "bench", "doctor", "daemon", "run",
                     "calibrate", "engines")
@@ -44,21 +45,29 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     wants_json = "--json" in argv
     args = parser.parse_args(argv)  # argparse exits 2 with usage on bad arguments
+    # The daemon's stderr carries what its children and their C libraries (FFmpeg, OpenCV,
+    # GStreamer) print; every line of it is redacted on the way out (facewatch.redact).
+    restore_stderr = route_stderr() if args.command == "run" else None
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # On the root's handlers, which the daemon's supervisor also hands its children's records.
+    install_filter(logging.getLogger().handlers)
     try:
         return int(args.handler(args) or 0)
     except FacewatchError as exc:
         return _fail(str(exc), exc.exit_code, wants_json)
     except KeyboardInterrupt:
         return _fail("interrupted", EXIT_FAILURE, wants_json)
+    finally:
+        if restore_stderr is not None:
+            restore_stderr()
 
 
 def _fail(message: str, code: int, wants_json: bool) -> int:
-    line = " ".join(message.split())  # one line, whatever the message held
+    line = redact(" ".join(message.split()))  # one line, whatever the message held
     sys.stderr.write(f"facewatch: error: {line}\n")
     if wants_json:
         sys.stdout.write(json.dumps({"error": line, "exit_code": code}) + "\n")

@@ -11,14 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from facewatch.alignment.five_point import align_faces
+from facewatch.engines.files import sha256_file
 from facewatch.errors import BadInputError
-from facewatch.gallery.cache import (
-    AnalysisCache,
-    CachedFaces,
-    analyse_files,
-    file_sha256,
-)
+from facewatch.gallery.cache import AnalysisCache, CachedFaces, analyse_files
 from facewatch.images import load_image
 from facewatch.pipeline import FacePipeline
 
@@ -100,7 +97,7 @@ def embed_subjects(paths: list[Path], pipeline: FacePipeline, cache: AnalysisCac
     (a "fallback"); LFW guarantees a face there.
     """
     assert pipeline.embedder is not None
-    shas = {p: file_sha256(p) for p in paths}
+    shas = {p: sha256_file(p) for p in paths}
     analyses, _ = analyse_files(pipeline, {s: p for p, s in shas.items()}, cache, desc="LFW")
     out = np.zeros((len(paths), pipeline.embedder.size), np.float32)
     fallbacks = 0

@@ -8,7 +8,6 @@ error, so an unchanged bad image is reported again without being decoded again.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import sqlite3
@@ -18,9 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from tqdm import tqdm
+
 from facewatch.errors import FacewatchError
 from facewatch.images import load_image
-from tqdm import tqdm
 
 if TYPE_CHECKING:
     from facewatch.pipeline import FacePipeline
@@ -51,14 +51,6 @@ class CachedFaces:
     embeddings: np.ndarray
     image_size: tuple[int, int] = (0, 0)
     error: str | None = None
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class AnalysisCache:

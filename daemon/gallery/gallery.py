@@ -14,13 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from facewatch.engines.files import sha256_file
 from facewatch.errors import GalleryError
-from facewatch.gallery.cache import (
-    AnalysisCache,
-    CachedFaces,
-    analyse_files,
-    file_sha256,
-)
+from facewatch.gallery.cache import AnalysisCache, CachedFaces, analyse_files
 from facewatch.gallery.index import FaceIndex
 from facewatch.gallery.spec import GallerySpec, PersonSpec, load_gallery_spec
 from facewatch.pipeline import FacePipeline
@@ -123,7 +120,7 @@ class Gallery:
         for pi, person in enumerate(spec.people):
             for image in person.images:
                 try:
-                    jobs.append((pi, image, file_sha256(image)))
+                    jobs.append((pi, image, sha256_file(image)))
                 except OSError as exc:
                     issues.append(EnrolmentIssue(person.id, image, f"unreadable ({exc.strerror})"))
 

@@ -14,7 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from facewatch.events.records import Event, FaceRecognized, FaceUnknown, TrackEnded, TrackStarted
+from facewatch.events.records import (
+    Event,
+    FaceRecognized,
+    FaceUnknown,
+    TrackEnded,
+    TrackStarted,
+)
 from facewatch.identity import (
     Changed,
     Decision,

@@ -36,13 +36,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.reasoncodes import ReasonCode
+
 from facewatch import __version__
 from facewatch.config.mqtt import MqttOutput
 from facewatch.errors import ConfigError
 from facewatch.events import CameraStatus, Event, to_json
 from facewatch.publishers.base import AckHook, PublisherError
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-from paho.mqtt.reasoncodes import ReasonCode
 
 log = logging.getLogger(__name__)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 
 import zmq
+
 from facewatch.events import Event, to_json
 from facewatch.publishers.base import PublisherError
 

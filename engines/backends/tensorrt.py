@@ -26,10 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from facewatch.engines.backends.base import BackendOptions
 from facewatch.engines.backends.gpu import check, cudart, gpu_info, gpu_problem
 from facewatch.engines.engine_cache import EngineCache, EngineKey, Profile
-from facewatch.engines.manifest import sha256_file
+from facewatch.engines.files import sha256_file
 from facewatch.errors import BackendUnavailableError, ModelError
 
 
@@ -161,6 +162,7 @@ def build_engine(request: BuildRequest, cache: EngineCache) -> tuple[Path, bool]
 def _network_source(request: BuildRequest, recipe: str) -> bytes:
     if recipe.startswith("qdq:"):
         import onnx
+
         from facewatch.calibration.symmetric import is_symmetric_int8, to_symmetric_int8
 
         model = onnx.load(str(request.model_path))

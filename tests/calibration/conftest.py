@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from facewatch.calibration.run import CalibrationOptions, CalibrationReport, calibrate
 from facewatch.calibration.sources import chain, folder_source, video_source
 from facewatch.engines.store import ModelStore

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from facewatch.calibration import gate, run
 from facewatch.calibration.run import CalibrationOptions, calibrate
 from facewatch.calibration.sources import video_source
@@ -16,7 +17,6 @@ from facewatch.cli.main import main
 from facewatch.engines.store import ModelStore
 from facewatch.evaluation.lfw import read_pairs
 from facewatch.pipeline import PipelineSettings
-
 from tests.calibration.conftest import copy_models
 
 EMBEDDER = "mobilefacenet-foamliu"

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from facewatch.calibration.run import CalibrationReport
 from facewatch.config import parse_config
 from facewatch.engines.backends.base import BackendOptions

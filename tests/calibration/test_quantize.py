@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+
 from facewatch.calibration.collect import Caps, RecordingRunner, _Recorder
 from facewatch.calibration.quantize import named_copy, tail_nodes
 from facewatch.calibration.run import CalibrationReport

@@ -9,6 +9,8 @@ import stat
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
+
 from facewatch.cli.main import main
 from facewatch.config import (
     DaemonConfig,
@@ -18,7 +20,6 @@ from facewatch.config import (
 )
 from facewatch.errors import EXIT_CONFIG, ConfigError
 from facewatch.streams.settings import StreamSettings
-from pydantic import BaseModel
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 

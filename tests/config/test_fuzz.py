@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from facewatch.config import DaemonConfig, parse_config, resolve
-from facewatch.errors import ConfigError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from facewatch.config import DaemonConfig, parse_config, resolve
+from facewatch.errors import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "example.yaml"
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

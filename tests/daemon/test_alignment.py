@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+
 from facewatch.alignment.five_point import (
     CROP_SIZE,
     TEMPLATE,

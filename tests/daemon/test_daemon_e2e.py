@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from facewatch.events import (
     CameraStatus,
     Event,
@@ -39,13 +40,12 @@ from facewatch.events import (
 )
 from facewatch.gallery.watch import POLL_EVERY_S
 from facewatch.supervisor.supervisor import STOP_BUDGET_S
-
 from tests.support.daemon import (
     DaemonProcess,
-    Predicate,
     EventLog,
     MqttEvents,
     MqttMessage,
+    Predicate,
     ZmqEvents,
     camera_state,
     describe,

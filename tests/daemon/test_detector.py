@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+
 from facewatch.images import load_image
 from facewatch.pipeline import FacePipeline
 from facewatch.records import Detections

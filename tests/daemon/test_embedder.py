@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+
 from facewatch.embedding.embedder import Embedder
 from facewatch.engines.backends.base import BackendOptions, Runner
-from facewatch.engines.manifest import ModelManifest, sha256_file
+from facewatch.engines.files import sha256_file
+from facewatch.engines.manifest import ModelManifest
 from facewatch.engines.store import ModelStore
 from facewatch.images import load_image
 from facewatch.pipeline import FacePipeline

@@ -10,6 +10,7 @@ from typing import Any
 import jsonschema
 import numpy as np
 import pytest
+
 from facewatch.events import (
     EVENT_TYPES,
     CameraStatus,

@@ -14,7 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facewatch.frames.ring import FrameRef, FrameRing, FrameRingError, FrameTooLargeError
+from facewatch.frames.ring import (
+    FrameRef,
+    FrameRing,
+    FrameRingError,
+    FrameTooLargeError,
+)
 
 _REPO = Path(__file__).resolve().parents[2]
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from facewatch.engines.install import FOAMLIU_THRESHOLD
 from facewatch.engines.store import ModelStore
 from facewatch.errors import GalleryError
 from facewatch.gallery.editing import (
@@ -16,7 +18,6 @@ from facewatch.gallery.editing import (
     relative_to_gallery,
     remove_person,
 )
-from facewatch.engines.install import FOAMLIU_THRESHOLD
 from facewatch.gallery.gallery import Gallery
 from facewatch.gallery.spec import load_gallery_spec
 from facewatch.images import load_image

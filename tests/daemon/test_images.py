@@ -9,9 +9,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
+
 from facewatch.errors import ImageError
 from facewatch.images import DEFAULT_MAX_PIXELS, load_image
-from PIL import Image
 
 
 def _refused(path: Path | str) -> str:

@@ -20,6 +20,9 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 import zmq
+from paho.mqtt.enums import CallbackAPIVersion
+from pydantic import SecretStr
+
 from facewatch.config import MqttOutput, parse_config, resolve
 from facewatch.events import (
     CameraStatus,
@@ -35,9 +38,6 @@ from facewatch.publishers import Fanout, PublisherError, build_publishers
 from facewatch.publishers.jsonl import JsonlPublisher
 from facewatch.publishers.mqtt import MqttPublisher, discovery_messages
 from facewatch.publishers.zmq import ZmqPublisher
-from paho.mqtt.enums import CallbackAPIVersion
-from pydantic import SecretStr
-
 from tests.support.mosquitto import Mosquitto, free_port
 
 REPO = Path(__file__).resolve().parents[2]

@@ -17,9 +17,20 @@ import pytest
 from facewatch.errors import ConfigError
 from facewatch.streams.auto import choose_backend
 from facewatch.streams.decimation import Decimator
-from facewatch.streams.reader import CameraFrame, CameraReader, StreamState, StreamStatus
+from facewatch.streams.reader import (
+    CameraFrame,
+    CameraReader,
+    StreamState,
+    StreamStatus,
+)
 from facewatch.streams.settings import StreamSettings
-from facewatch.streams.urls import SourceKind, classify_url, redact_url, validate_url, without_credentials
+from facewatch.streams.urls import (
+    SourceKind,
+    classify_url,
+    redact_url,
+    validate_url,
+    without_credentials,
+)
 from tests.support.rtsp_process import RtspServerProcess
 
 SHARED = Path(os.environ.get("FACEWATCH_SHARED") or Path(__file__).resolve().parents[2].parent / "shared")

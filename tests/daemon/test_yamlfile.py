@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from facewatch.errors import BadInputError, ConfigError, GalleryError
 from facewatch.yamlfile import MAX_YAML_BYTES, dotted, load_yaml, parse_yaml
 

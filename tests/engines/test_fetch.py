@@ -16,11 +16,12 @@ from pathlib import Path
 
 import onnx
 import pytest
+
 from facewatch.engines import catalog
 from facewatch.engines.fetch import acquire
-from facewatch.engines.files import atomic_write_bytes
+from facewatch.engines.files import atomic_write_bytes, sha256_file
 from facewatch.engines.install import RECIPES, install_models
-from facewatch.engines.manifest import load_manifest, sha256_file, verify_model_file
+from facewatch.engines.manifest import load_manifest, verify_model_file
 from facewatch.errors import IntegrityError, ModelError
 
 # Where each pinned file sits in shared/models.

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import onnx
 import pytest
+
 from facewatch.engines.backends.base import BackendOptions
 from facewatch.engines.backends.onnxruntime import OnnxRuntimeRunner
 from facewatch.engines.builders.mobilefacenet_foamliu import (

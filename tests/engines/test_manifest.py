@@ -10,8 +10,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from facewatch.engines.backends.base import BackendOptions
-from facewatch.engines.manifest import load_manifest, sha256_file
+from facewatch.engines.files import sha256_file
+from facewatch.engines.manifest import load_manifest
 from facewatch.engines.store import ModelStore
 from facewatch.errors import IntegrityError, ModelError
 from facewatch.images import load_image

@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+
 from facewatch.engines.backends.base import BackendOptions
 from facewatch.engines.backends.onnxruntime import OnnxRuntimeRunner
 from facewatch.engines.converters import mtcnn as conv

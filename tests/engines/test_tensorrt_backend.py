@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from facewatch.detection.mtcnn import MtcnnSettings
 from facewatch.engines.backends import gpu
 from facewatch.engines.backends.base import BackendOptions
@@ -187,7 +188,6 @@ def _tensorrt_or_skip() -> None:
 def test_gpu_engine_matches_onnxruntime(models_dir: Path, tmp_path: Path, precision: str) -> None:
     _tensorrt_or_skip()
     from facewatch.engines.backends.tensorrt import BuildRequest, build_engine
-
     from tests.calibration.conftest import copy_models
 
     root = copy_models(models_dir, tmp_path / "models")

@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from onnx import numpy_helper
+
 from facewatch.engines.readers import torch_legacy
 from facewatch.engines.readers.torch_legacy import load_state_dict
 from facewatch.errors import ModelError
-from onnx import numpy_helper
 
 # Per-net parameter shapes of facenet-pytorch 2.6.0's MTCNN (first conv, last dense or conv).
 MTCNN_SHAPES: dict[str, dict[str, tuple[int, ...]]] = {

@@ -12,10 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from facewatch.engines.files import sha256_file
 from facewatch.engines.install import FOAMLIU_THRESHOLD
 from facewatch.evaluation.identification import run_identification
 from facewatch.evaluation.lfw import centre_face, read_pairs, run_verification
-from facewatch.gallery.cache import AnalysisCache, analyse_files, file_sha256
+from facewatch.gallery.cache import AnalysisCache, analyse_files
 from facewatch.gallery.gallery import Gallery
 from facewatch.gallery.index import EXACT_BELOW, HNSW_M
 from facewatch.pipeline import FacePipeline
@@ -85,7 +87,7 @@ def test_hnsw_rank1_equals_exact_search_on_all_lfw_people(
 
     probes = [p for person in people for p in sorted(person.glob("*.jpg"))[1:]]
     assert len(probes) == 7484
-    shas = {p: file_sha256(p) for p in probes}
+    shas = {p: sha256_file(p) for p in probes}
     analyses, _ = analyse_files(pipeline, {s: p for p, s in shas.items()}, cache)
     vectors = []
     for p in probes:

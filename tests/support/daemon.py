@@ -33,9 +33,9 @@ from typing import Any, Self
 import paho.mqtt.client as mqtt
 import yaml
 import zmq
-from facewatch.events import CameraStatus, Event, FaceRecognized, from_json
 from paho.mqtt.enums import CallbackAPIVersion
 
+from facewatch.events import CameraStatus, Event, FaceRecognized, from_json
 from tests.support.mosquitto import Mosquitto
 
 _REPO = Path(__file__).resolve().parents[2]
