@@ -24,8 +24,10 @@ What `update` does:
 - every track whose evidence changed is matched against the gallery in one batched call, and
   once a track has `min_evidence` embeddings it gets a label: named at the gallery's threshold
   (enter), kept down to enter - `exit_margin` (exit), unknown otherwise;
-- the first label is a `Recognized` or `Unknown` decision, every later change a `Changed`
-  (a new person in the box who gets the same label, e.g. unknown after unknown, is not one);
+- the first label is a `Recognized` or `Unknown` decision, every later change a `Changed`;
+  a new person in the box is always a `Changed` with reason "appearance", even when they get
+  the same label as the one before (unknown after unknown, or the same name again), so that
+  the daemon splits the published track: two people must never share one track;
 - every track the tracker ended gets a `FinalIdentity` (with the best-quality face as snapshot).
 
 `set_matcher` swaps the gallery: every live track is matched again at the next update.
@@ -211,7 +213,7 @@ class IdentityStage:
             label = decide(t.label, nearest, enter, exit_)
             previous = t.label
             t.score, t.nearest_id = nearest.similarity, nearest.person_id
-            if label == previous:
+            if label == previous and not (switched and previous is not None):
                 continue
             t.label = label
             t.history.append(LabelSpan(ts, label.person_id, label.name, nearest.similarity))

@@ -9,6 +9,7 @@ embedding) updates identities and returns the events.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,10 +69,15 @@ class CameraAnalysis:
         self.policy = EmbedPolicy(settings.policy)
         self.identity = IdentityStage(matcher, settings.identity)
         self.snapshots = snapshots
-        self._metadata_of = metadata_of or (lambda _pid: {})
+        self._metadata_of: Callable[[str], Any] = metadata_of or (lambda _pid: {})
         self._wants: tuple[int, ...] = ()
         self._best: dict[int, tuple[float, np.ndarray]] = {}  # track → (quality, face view)
         self._snapshot_path: dict[int, str | None] = {}
+        # Where each track's face was last detected: events name that box, never the
+        # tracker's Kalman estimate, which is a blend of measurement and motion model and
+        # lags or overshoots (after a cut it can sit between two people), and which for a
+        # track not matched in this frame is only a prediction.
+        self._seen_box: dict[int, tuple[float, float, float, float]] = {}
         self._pending: _Pending | None = None
         self._last_ts = float("-inf")
         # The tracker follows boxes; when the face in a box turns out to be someone else (a
@@ -97,6 +103,9 @@ class CameraAnalysis:
             return np.zeros((0, 112, 112, 3), np.uint8), []
         self._last_ts = capture_ts
         tracks = self.tracker.update(faces.detections, capture_ts)
+        for live in tracks.tracks:
+            if live.detection is not None:
+                self._seen_box[live.track_id] = _box(faces.detections.boxes[live.detection])
         requests = self.policy.select(tracks, faces.quality, requested=self._wants)
         self._pending = _Pending(frame, faces, tracks, requests)
         events: list[Event] = []
@@ -104,7 +113,7 @@ class CameraAnalysis:
             info = tracks.track(track_id)
             assert info is not None
             events.append(self._start_segment(track_id, info.first_ts, capture_ts,
-                                              tuple(info.box), info.score))
+                                              self._seen_box[track_id], info.score))
         crops = faces.crops[[r.detection for r in requests]] if requests else \
             np.zeros((0, 112, 112, 3), np.uint8)
         return crops, events
@@ -125,6 +134,8 @@ class CameraAnalysis:
                 events += self._split(decision, pending)
             events.append(self._decision_event(decision, pending))
         events += self._ended(update)
+        live = {info.track_id for info in pending.tracks.tracks}
+        self._seen_box = {tid: box for tid, box in self._seen_box.items() if tid in live}
         return events
 
     def end(self, ts: float) -> list[Event]:
@@ -138,11 +149,11 @@ class CameraAnalysis:
     # ------------------------------------------------------------------------------------
 
     def _start_segment(self, track_id: int, first_ts: float, ts: float,
-                       bbox: tuple[float, ...], score: float) -> TrackStarted:
+                       bbox: Sequence[float], score: float) -> TrackStarted:
         self._next_id += 1
         self._published[track_id] = self._next_id
         self._segment_start[track_id] = first_ts
-        return TrackStarted(camera=self.camera, ts=ts, track_id=self._next_id, bbox=bbox,
+        return TrackStarted(camera=self.camera, ts=ts, track_id=self._next_id, bbox=_box(bbox),
                             score=score)
 
     def _split(self, decision: Changed, pending: _Pending) -> list[Event]:
@@ -159,7 +170,7 @@ class CameraAnalysis:
         current = [r for r in pending.requests if r.track_id == tid]
         if current and best is not None:
             self._remember_view(pending, current[0])
-        bbox = tuple(info.box) if info is not None else (0.0, 0.0, 0.0, 0.0)
+        bbox = self._seen_box.get(tid, (0.0, 0.0, 0.0, 0.0))
         score = info.score if info is not None else 0.0
         return [ended, self._start_segment(tid, ts, ts, bbox, score)]
 
@@ -184,7 +195,8 @@ class CameraAnalysis:
 
     def _decision_event(self, decision: Decision, pending: _Pending) -> Event:
         info = pending.tracks.track(decision.track_id)
-        bbox = tuple(info.box) if info is not None else (0.0, 0.0, 0.0, 0.0)
+        bbox = self._seen_box.get(decision.track_id) or \
+            (_box(info.box) if info is not None else (0.0, 0.0, 0.0, 0.0))
         person = decision.person_id if isinstance(decision, (Recognized, Changed)) else None
         if person is not None:
             assert isinstance(decision, (Recognized, Changed)) and decision.name is not None
@@ -212,4 +224,10 @@ class CameraAnalysis:
                 identity=final.person_id, name=final.name, snapshot=snapshot))
             self._best.pop(tid, None)
             self._snapshot_path.pop(tid, None)
+            self._seen_box.pop(tid, None)
         return events
+
+
+def _box(box: Sequence[float]) -> tuple[float, float, float, float]:
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return (x1, y1, x2, y2)

@@ -202,6 +202,24 @@ def test_someone_else_in_the_box_restarts_the_evidence() -> None:
     assert final.snapshot is not None and np.array_equal(final.snapshot.crop, crop_b)
 
 
+def test_someone_else_with_the_same_label_is_still_a_change_of_face() -> None:
+    """Two strangers one after the other in one box are both unknown: the label does not
+    change, but the face did, and the daemon must split the track (reason "appearance")."""
+    feed = Feed(IdentityStage(gallery(a=A)))
+    for _ in range(3):
+        u = feed(ob(face(B, 0.9, 10)))
+    assert ident(u).status == "unknown"
+    feed(ob(face(C, 0.9, 11)))
+    u = feed(ob(face(C, 0.9, 11)))
+    assert [(type(d).__name__, getattr(d, "reason", None), getattr(d, "person_id", None),
+             getattr(d, "previous_id", None)) for d in u.decisions] == [
+        ("Changed", "appearance", None, None)]
+    # and the same person named again after someone else was in the box between: no change
+    # of face is reported for a face that merely returns to the track's evidence
+    u = feed(ob(face(C, 0.9, 11)))
+    assert u.decisions == ()
+
+
 def test_one_odd_face_is_dropped_not_a_switch() -> None:
     feed = Feed(IdentityStage(gallery(a=A, b=B)))
     for _ in range(3):
@@ -515,3 +533,33 @@ def test_clip_embeds_far_fewer_faces_than_it_detects(clip_run: ClipRun) -> None:
     for who in ("lin", "obama", "michelle"):
         tracks = {tid for _, tid, _, _ in _tags(clip_run, who) if tid is not None}
         assert 1 <= len(tracks) <= 3, (who, tracks)
+
+
+def test_events_name_the_detected_box_not_the_trackers_estimate() -> None:
+    """A face that moves fast (or a cut that hands a track to the person beside it) leaves the
+    tracker's Kalman estimate between two places; events must say where the face was seen."""
+    from facewatch.events.records import FaceRecognized, TrackStarted
+    from facewatch.inference.camera_analysis import AnalysisSettings, CameraAnalysis
+    from facewatch.pipeline import AnalyzedFaces
+    from facewatch.records import Detections
+
+    analysis = CameraAnalysis("door", AnalysisSettings(), gallery(a=A), snapshots=None)
+    picture = np.zeros((360, 640, 3), np.uint8)
+    events: list[Any] = []
+    seen: list[tuple[float, ...]] = []
+    for i in range(12):
+        x = 100.0 + 12.0 * i + (6.0 if i % 2 else 0.0)  # moving right, jittering
+        box = np.array([[x, 50.0, x + 60.0, 130.0]], np.float32)
+        seen.append(tuple(float(v) for v in box[0]))
+        marks = np.array([[[x + 20, 80], [x + 40, 80], [x + 30, 95], [x + 22, 110], [x + 38, 110]]],
+                         np.float32)
+        faces = AnalyzedFaces(Detections(box, np.array([0.99], np.float32), marks),
+                              np.zeros((1, 112, 112, 3), np.uint8), np.array([0.9]), None)
+        crops, started = analysis.select(picture, faces, 1000.0 + 0.1 * i)
+        embeddings = np.stack([face(A, 0.9, 10)] * len(crops)) if len(crops) else \
+            np.zeros((0, DIM), np.float32)
+        events += started + analysis.apply(embeddings)
+    named = [e for e in events if isinstance(e, (TrackStarted, FaceRecognized))]
+    assert {type(e) for e in named} == {TrackStarted, FaceRecognized}
+    for e in named:
+        assert e.bbox in seen, f"{e.type} names {e.bbox}, which no detection had"
