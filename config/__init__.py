@@ -3,7 +3,7 @@
     config = resolve(load_config(path))   # ConfigError (exit code 3) with `file:line: field: ...`
 
 One module per section (`cameras`, `inference`, `tracking`, `recognition`, `snapshots`,
-`outputs` + `mqtt`, `metrics`, `log`), all strict (`extra="forbid"`) and frozen.  Loading only
+`outputs` + `mqtt`, `outbox`, `metrics`, `log`), all strict (`extra="forbid"`) and frozen.  Loading only
 validates; `resolve()` is the separate step that looks at the machine.
 """
 
@@ -16,6 +16,7 @@ from facewatch.config.loader import load_config, parse_config
 from facewatch.config.log import LoggingConfig
 from facewatch.config.metrics import MetricsConfig
 from facewatch.config.mqtt import MqttOutput, MqttTls
+from facewatch.config.outbox import OutboxConfig
 from facewatch.config.outputs import JsonlOutput, OutputsConfig, ZmqOutput
 from facewatch.config.recognition import RecognitionConfig
 from facewatch.config.resolve import resolve
@@ -24,7 +25,7 @@ from facewatch.config.tracking import TrackingConfig
 
 __all__ = [
     "CameraConfig", "DaemonConfig", "InferenceConfig", "JsonlOutput", "LoggingConfig",
-    "MetricsConfig", "MqttOutput", "MqttTls", "OutputsConfig", "RecognitionConfig",
+    "MetricsConfig", "MqttOutput", "MqttTls", "OutboxConfig", "OutputsConfig", "RecognitionConfig",
     "SnapshotsConfig", "TrackingConfig", "ZmqOutput", "load_config", "load_resolved",
     "parse_config", "resolve",
 ]

@@ -12,6 +12,7 @@ from facewatch.config.cameras import CameraConfig
 from facewatch.config.inference import InferenceConfig
 from facewatch.config.log import LoggingConfig
 from facewatch.config.metrics import MetricsConfig
+from facewatch.config.outbox import OutboxConfig
 from facewatch.config.outputs import OutputsConfig
 from facewatch.config.recognition import RecognitionConfig
 from facewatch.config.snapshots import SnapshotsConfig
@@ -21,8 +22,8 @@ from facewatch.streams.urls import redact_url
 Location = tuple[str | int, ...]
 
 # Sections that may be written empty (every key commented out) to mean "all defaults".
-_OPTIONAL_SECTIONS = ("outputs", "inference", "tracking", "recognition", "snapshots", "metrics",
-                      "logging")
+_OPTIONAL_SECTIONS = ("outputs", "outbox", "inference", "tracking", "recognition", "snapshots",
+                      "metrics", "logging")
 
 
 class DaemonConfig(Section):
@@ -33,6 +34,9 @@ class DaemonConfig(Section):
                     "(relative to this file).  Read when the daemon starts, not when validating.")
     outputs: OutputsConfig = Field(
         default_factory=OutputsConfig, description="Where events are published.")
+    outbox: OutboxConfig = Field(
+        default_factory=OutboxConfig,
+        description="Bounds of the on-disk queue of events waiting for the MQTT broker.")
     state_dir: ConfigPath | None = Field(
         default=None, description="Folder for the daemon's state (snapshots, outbox); default "
                           "$STATE_DIRECTORY under systemd, else the per-user state folder.")

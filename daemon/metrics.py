@@ -69,6 +69,15 @@ class Metrics:
         self.gallery_reloads = Counter(
             "facewatch_gallery_reloads_total", "Gallery reloads, by result (ok, error)",
             ["result"], registry=r)
+        self.outbox_pending = Gauge(
+            "facewatch_outbox_pending", "Events stored in the outbox, waiting for the MQTT "
+            "broker's acknowledgement", multiprocess_mode="livemax", registry=r)
+        self.outbox_dropped = Counter(
+            "facewatch_outbox_dropped_total", "Undelivered events dropped from the outbox over "
+            "its bounds (outbox.max_events, outbox.max_age_h)", registry=r)
+        self.config_reloads = Counter(
+            "facewatch_config_reloads_total", "Config reloads on SIGHUP, by result (ok, error)",
+            ["result"], registry=r)
         self.restarts = Counter(
             "facewatch_process_restarts_total", "Child processes restarted, per role", ["role"],
             registry=r)

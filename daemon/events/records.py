@@ -10,10 +10,10 @@ Every event carries:
 - `camera`: the camera's name from the config.
 - `ts`: when the frame the event is about was captured (epoch seconds); for camera.status,
   when the change was noticed.
-- `seq` and `published_ts`: assigned by the publishing side (`facewatch.publishers.Fanout`),
-  not by the producer: `seq` rises by one per event published by this daemon run, in order, so
-  a gap means a lost event; `published_ts` is when it was handed to the transports.  Both are
-  None until then.
+- `seq` and `published_ts`: assigned by the publishing side (the outbox,
+  `facewatch.publishers.outbox`), not by the producer: `seq` rises by one per event, in order,
+  across restarts of the daemon too, so a gap means a lost event; `published_ts` is when it
+  was handed to the transports.  Both are None until then.
 
 The JSON form is in `facewatch.events.codec`; `config/events.schema.json` describes it.
 """
@@ -212,8 +212,12 @@ class CameraStatus(Event):
     @classmethod
     def from_stream_status(cls, status: StreamStatus) -> CameraStatus:
         """The event for a camera reader's status record."""
+        from facewatch.redact import redact
+
         state: CameraState = status.state.value  # StreamState has the same three values
-        return cls(camera=status.camera, ts=status.at, state=state, reason=status.reason)
+        # The reason may quote a decoder's message; consumers of events must never see a
+        # camera password, whichever library wrote it.
+        return cls(camera=status.camera, ts=status.at, state=state, reason=redact(status.reason))
 
 
 EVENT_TYPES: Mapping[str, type[Event]] = MappingProxyType({

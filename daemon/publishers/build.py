@@ -19,7 +19,8 @@ def build_publishers(config: DaemonConfig, *, on_ack: AckHook | None = None) -> 
     if outputs.zmq is not None:
         from facewatch.publishers.zmq import ZmqPublisher
 
-        publishers.append(ZmqPublisher(outputs.zmq.bind, send_hwm=outputs.zmq.send_hwm))
+        publishers.append(ZmqPublisher(outputs.zmq.bind, send_hwm=outputs.zmq.send_hwm,
+                                       curve=outputs.zmq.curve))
     if outputs.mqtt is not None:
         from facewatch.publishers.mqtt import MqttPublisher
 

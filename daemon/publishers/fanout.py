@@ -1,4 +1,7 @@
-"""The one place events leave the daemon: stamp `seq` and `published_ts`, hand to every transport.
+"""Hand each event to every transport that takes it once (ZeroMQ, JSON lines).
+
+`publish` stamps `seq` and `published_ts` itself; `deliver` takes an event the outbox has
+already stamped (what the publisher process does: the outbox owns the numbering).
 
 A transport that fails (raises) does not stop the others.  Each failure is counted; the first
 of a run of failures is logged with its reason, then at most one summary a minute, and the
@@ -70,6 +73,14 @@ class Fanout:
             for publisher in self.publishers:
                 self._publish_one(publisher, stamped)
         return stamped
+
+    def deliver(self, stamped: Event) -> None:
+        """Send an event that already carries its `seq` everywhere."""
+        if stamped.seq is None:
+            raise ValueError("deliver() needs a stamped event; publish() stamps")
+        with self._lock:
+            for publisher in self.publishers:
+                self._publish_one(publisher, stamped)
 
     def stop(self) -> None:
         """Stop started publishers in reverse order; a failing stop is logged, not raised."""

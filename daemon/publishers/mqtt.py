@@ -21,7 +21,14 @@ event is acknowledged, `on_ack(event_id)` is called, in paho's network thread.  
 broker is away, QoS 1/2 messages wait in memory (at most `max_queued` messages) and are sent
 after reconnecting; they are lost if the process ends first.  An unreachable broker at start
 neither blocks nor fails `start()`: one warning is logged and paho keeps retrying with an
-exponential backoff.
+exponential backoff.  The warning says why (unreachable, the broker's certificate refused,
+our client certificate refused, wrong user or password) and is repeated only when the reason
+changes.
+
+Security: with `tls`, TLS 1.2 or later, the broker's certificate verified against `tls.ca` (or
+the system's CAs) and its host name checked; `tls.cert`/`tls.key` are presented to brokers
+that require client certificates (`MqttTls.ssl_context`).  The password goes to paho only;
+paho's own log lines are not forwarded (its CONNECT line names the user).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import json
 import logging
 import re
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Sequence
@@ -40,7 +48,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
 from facewatch import __version__
-from facewatch.config.mqtt import MqttOutput
+from facewatch.config.mqtt import MqttOutput, TlsFileError
 from facewatch.errors import ConfigError
 from facewatch.events import CameraStatus, Event, to_json
 from facewatch.publishers.base import AckHook, PublisherError
@@ -50,6 +58,8 @@ log = logging.getLogger(__name__)
 AVAILABLE = "online"
 UNAVAILABLE = "offline"
 HA_OFF_DELAY_S = 30
+# "[SSL: TLSV13_ALERT_CERTIFICATE_REQUIRED] tlsv13 alert certificate required (_ssl.c:2580)"
+_SSL_ERROR = re.compile(r"\[SSL: [A-Z0-9_]+\] (.+?) \(_ssl\.c:\d+\)")
 
 
 def event_topics(prefix: str, event: Event) -> list[tuple[str, bool]]:
@@ -92,6 +102,54 @@ def discovery_messages(settings: MqttOutput, cameras: Sequence[str]) -> list[tup
     return out
 
 
+class _Client(mqtt.Client):
+    """paho's client, remembering why the last connection attempt failed: paho calls
+    on_connect_fail without the exception, and "cannot reach" is the wrong thing to say about
+    a certificate the broker refused or a broker we refused."""
+
+    last_error: OSError | None = None
+
+    def reconnect(self) -> MQTTErrorCode:
+        try:
+            rc = super().reconnect()
+        except OSError as exc:
+            self.last_error = exc
+            raise
+        self.last_error = None
+        return rc
+
+    def _ssl_wrap_socket(self, tcp_sock: socket.socket) -> ssl.SSLSocket:
+        # paho leaves the TLS socket of a failed handshake to the garbage collector: one
+        # ResourceWarning per attempt, for as long as a certificate is refused.  Our context
+        # always checks the host name itself (MqttTls.ssl_context), so this is all paho does.
+        context = self._ssl_context
+        assert context is not None
+        ssl_sock = context.wrap_socket(tcp_sock, server_hostname=self._host,
+                                       do_handshake_on_connect=False)
+        try:
+            ssl_sock.settimeout(self._connect_timeout)
+            ssl_sock.do_handshake()
+        except BaseException:
+            ssl_sock.close()
+            raise
+        return ssl_sock
+
+
+def describe_connect_error(address: str, exc: OSError | None) -> str:
+    """One line saying why a connection attempt failed, with the setting to look at."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        why = exc.verify_message or exc.reason or "verification failed"
+        return (f"MQTT broker {address}: its TLS certificate was refused ({why}); check "
+                f"outputs.mqtt.tls.ca, and that the certificate names {address.rpartition(':')[0]}")
+    if isinstance(exc, ssl.SSLError):
+        reason = (exc.reason or str(exc)).replace("_", " ").lower()
+        hint = "; check outputs.mqtt.tls.cert and key" if "certificate" in reason else ""
+        return f"MQTT broker {address}: the TLS handshake failed ({reason}{hint})"
+    if exc is None:
+        return f"cannot reach MQTT broker {address}"
+    return f"cannot reach MQTT broker {address} ({exc.strerror or exc})"
+
+
 class MqttPublisher:
     name = "mqtt"
 
@@ -114,6 +172,9 @@ class MqttPublisher:
         self._connected = threading.Event()
         self._stopping = False
         self._failed_attempts = 0
+        self._last_failure: str | None = None  # the reason last logged, so it is logged once
+        self._socket_error: str | None = None  # paho's last socket error, for messages
+        self._refused = False  # the broker refused the current attempt with a CONNACK
         self._mid_event: dict[int, str | None] = {}  # in-flight message → its event (None: ours)
         self._unacked: dict[str, int] = {}  # event_id → messages not yet acknowledged
         self._early_acks: set[int] = set()  # acknowledged before publish() returned its mid
@@ -132,14 +193,16 @@ class MqttPublisher:
         s = self.settings
         self._stopping = False
         self._failed_attempts = 0
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                             protocol=mqtt.MQTTv311, clean_session=True)
+        self._last_failure = None
+        client = _Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                         protocol=mqtt.MQTTv311, clean_session=True)
         client.suppress_exceptions = True  # a bug in a callback must not end the network thread
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
+        client.on_log = self._on_log
         client.reconnect_delay_set(min_delay=self.reconnect_min_s, max_delay=self.reconnect_max_s)
         client.max_queued_messages_set(self.max_queued)
         client.will_set(availability_topic(s.prefix), UNAVAILABLE, qos=1, retain=True)
@@ -148,11 +211,9 @@ class MqttPublisher:
             client.username_pw_set(s.username, password)
         if s.tls is not None:
             try:
-                client.tls_set(ca_certs=str(s.tls.ca) if s.tls.ca else None,
-                               certfile=str(s.tls.cert) if s.tls.cert else None,
-                               keyfile=str(s.tls.key) if s.tls.key else None)
-            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-                raise ConfigError(f"outputs.mqtt.tls: cannot load the certificates ({exc})") from None
+                client.tls_set_context(s.tls.ssl_context())
+            except TlsFileError as exc:
+                raise ConfigError(f"outputs.mqtt.tls.{exc.field}: {exc}") from None
         # Resolving and connecting happen in the network thread: start() never waits for them.
         client.connect_async(s.host, s.port, keepalive=s.keepalive)
         self._client = client
@@ -269,10 +330,11 @@ class MqttPublisher:
                     _properties: Any) -> None:
         address = self.settings.address
         if reason.is_failure:
-            if self._failed_attempts == 0:
-                log.warning("MQTT broker %s refused the connection (%s); retrying in the "
-                            "background", address, reason)
-            self._failed_attempts += 1
+            hint = ""
+            if reason.getName() in ("Not authorized", "Bad user name or password"):
+                hint = "; check outputs.mqtt.username and the password"
+            self._connect_failed(f"MQTT broker {address} refused the connection ({reason}{hint})")
+            self._refused = True  # the disconnect that follows is this same attempt
             return
         if self._failed_attempts:
             log.info("connected to MQTT broker %s after %d failed attempt(s)", address,
@@ -280,6 +342,7 @@ class MqttPublisher:
         else:
             log.info("connected to MQTT broker %s", address)
         self._failed_attempts = 0
+        self._last_failure = None
         prefix = self.settings.prefix
         self._publish_own(client, availability_topic(prefix), AVAILABLE.encode(), retain=True)
         with self._lock:
@@ -292,25 +355,49 @@ class MqttPublisher:
             self._publish_discovery(client)
         self._connected.set()
 
-    def _on_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
-        if self._failed_attempts == 0:
-            log.warning("cannot reach MQTT broker %s; events wait in memory (up to %d messages) "
-                        "and paho retries in the background every %d-%d s",
-                        self.settings.address, self.max_queued, self.reconnect_min_s,
-                        self.reconnect_max_s)
-        else:
-            log.debug("MQTT broker %s still unreachable (attempt %d)", self.settings.address,
-                      self._failed_attempts + 1)
+    def _on_connect_fail(self, client: mqtt.Client, _userdata: Any) -> None:
+        self._connect_failed(describe_connect_error(self.settings.address,
+                                                    getattr(client, "last_error", None)))
+
+    def _connect_failed(self, why: str) -> None:
+        """One warning when attempts start failing, and again only if the reason changes
+        (unreachable, then a certificate refused): a broker away for an hour is one line."""
         self._failed_attempts += 1
+        if why == self._last_failure:
+            log.debug("%s (attempt %d)", why, self._failed_attempts)
+            return
+        self._last_failure = why
+        log.warning("%s; events wait in memory (up to %d messages) and paho retries in the "
+                    "background every %d-%d s", why, self.max_queued, self.reconnect_min_s,
+                    self.reconnect_max_s)
 
     def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode,
                        _properties: Any) -> None:
         was_connected = self._connected.is_set()
         self._connected.clear()
-        if was_connected and not self._stopping:
+        if self._stopping:
+            return
+        if was_connected:
             log.warning("lost the connection to MQTT broker %s (%s); reconnecting",
                         self.settings.address, reason)
             self._failed_attempts = 0
+            self._last_failure = None
+            return
+        if self._refused:  # refused with a CONNACK, already reported
+            self._refused = False
+            return
+        # Closed before CONNACK: with TLS 1.3 a broker checks the client certificate after
+        # the handshake has completed on our side, so a refused certificate ends up here.
+        why, self._socket_error = self._socket_error or str(reason), None
+        hint = "; check outputs.mqtt.tls.cert and key" if "certificate" in why or "unknown ca" in why else ""
+        self._connect_failed(f"MQTT broker {self.settings.address} closed the connection before "
+                             f"accepting it ({why}{hint})")
+
+    def _on_log(self, _client: mqtt.Client, _userdata: Any, level: int, text: str) -> None:
+        # Only paho's errors are kept, for _on_disconnect; its other log lines are not wanted.
+        if level == mqtt.MQTT_LOG_ERR:
+            found = _SSL_ERROR.search(text)
+            self._socket_error = found.group(1) if found else text.rpartition(": ")[2]
 
     def _on_message(self, client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
         if (self.settings.home_assistant

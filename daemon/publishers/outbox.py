@@ -109,10 +109,23 @@ class Outbox:
         return out
 
     def handed(self, event: Event) -> None:
+        """`event` is being given to the transport.  Call it *before* the hand-over: the
+        acknowledgement may arrive (in another thread) before the transport's call returns."""
         assert event.seq is not None
         with self._lock:
             self._handed.add(event.seq)
             self._by_id[event.event_id] = event.seq
+
+    def unhand(self, event: Event) -> None:
+        """The transport refused `event`: it is due again."""
+        assert event.seq is not None
+        with self._lock:
+            self._handed.discard(event.seq)
+
+    def handed_count(self) -> int:
+        """Events handed to the transport in this run and not yet acknowledged."""
+        with self._lock:
+            return len(self._handed)
 
     def unhand_all(self) -> None:
         """The transport lost its connection: whatever it had not confirmed is due again."""

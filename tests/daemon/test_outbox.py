@@ -1,12 +1,20 @@
-"""The outbox: numbering that survives restarts, storage until acknowledged, bounds."""
+"""The outbox: numbering that survives restarts, storage until acknowledged, bounds; and the
+MQTT delivery through it, against a real broker."""
 
 from __future__ import annotations
 
 import stat
 from pathlib import Path
 
+import pytest
+
+from facewatch.config.mqtt import MqttOutput
 from facewatch.events import CameraStatus, FaceUnknown
+from facewatch.publishers.delivery import AckedDelivery
+from facewatch.publishers.mqtt import MqttPublisher
 from facewatch.publishers.outbox import Outbox
+from tests.support.daemon import MqttEvents, wait_until
+from tests.support.mosquitto import Mosquitto, mosquitto_available
 
 
 def _event(i: int) -> FaceUnknown:
@@ -63,3 +71,54 @@ def test_bounds_drop_the_oldest_and_count_them(tmp_path: Path) -> None:
     assert box.pending() == 0 and box.dropped == 5
     box.close()
     assert Outbox(path).dropped == 5  # the count survives a restart, like the events
+
+
+def test_mqtt_delivery_waits_on_disk_during_an_outage_and_catches_up_in_order(
+        tmp_path: Path) -> None:
+    """The publisher process's MQTT path against a real broker: nothing is handed to paho
+    while it is disconnected (events wait in the outbox), and afterwards the backlog goes out
+    oldest first, each event acknowledged and deleted."""
+    if not mosquitto_available():
+        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
+    broker = Mosquitto(tmp_path / "broker", persistence=True)
+    broker.start()
+    box = Outbox(tmp_path / "outbox.sqlite")
+    publisher = MqttPublisher(MqttOutput(host=broker.host, port=broker.port), on_ack=box.ack,
+                              reconnect_min_s=1, reconnect_max_s=1)
+    delivery = AckedDelivery(publisher, box)
+    subscriber = MqttEvents(broker, "facewatch/events", session="outbox-test")
+    try:
+        delivery.start()
+        assert publisher.wait_connected(10)
+
+        def deliver(n: int, first: int) -> None:
+            for i in range(first, first + n):
+                box.add(_event(i), keep=True)
+                delivery.pump()
+
+        def drained() -> bool:
+            delivery.pump()
+            return box.pending() == 0
+
+        deliver(5, 0)
+        wait_until(drained, 10, "the first events acknowledged")
+
+        broker.stop()
+        wait_until(lambda: not publisher.connected, 10, "the disconnection noticed")
+        deliver(10, 5)
+        assert box.handed_count() == 0 and len(box.due()) == 10  # on disk, not in paho
+
+        broker.start()
+        wait_until(drained, 30, "the backlog acknowledged after the outage")
+        wait_until(lambda: len({e.event_id for e in subscriber.events}) == 15, 10,
+                   "all 15 events at the subscriber")
+        first_arrivals: list[int | None] = []
+        for e in subscriber.events:
+            if e.seq not in first_arrivals:
+                first_arrivals.append(e.seq)
+        assert first_arrivals == list(range(1, 16))
+    finally:
+        subscriber.close()
+        delivery.stop()
+        box.close()
+        broker.stop()
