@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from facewatch.errors import ConfigError, FacewatchError
+
+if TYPE_CHECKING:
+    from facewatch.config.daemon import DaemonConfig
 
 log = logging.getLogger("facewatch")
 
@@ -36,7 +40,33 @@ def preflight(config_path: Path) -> object:
         raise
     except FacewatchError as exc:
         raise ConfigError(str(exc)) from None
+    check_zmq_bind(config)
     return config
+
+
+def check_zmq_bind(config: DaemonConfig) -> None:
+    """Bind the ZeroMQ address once and let it go: an address in use (another daemon, an old
+    one still running) is a config error now, rather than a publisher that fails and is
+    restarted for ever.  The publisher binds again a moment later; if something takes the
+    address in between, the publisher's own failure stops the daemon with the same code."""
+    zmq_output = config.outputs.zmq
+    if zmq_output is None or zmq_output.bind.endswith(":*"):
+        return
+    import zmq
+
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    socket = context.socket(zmq.PUB)
+    socket.setsockopt(zmq.LINGER, 0)
+    try:
+        socket.bind(zmq_output.bind)
+    except zmq.ZMQError as exc:
+        where = config.where(("outputs", "zmq", "bind"))
+        reason = zmq.strerror(exc.errno) if exc.errno else str(exc)
+        raise ConfigError(f"{where}: outputs.zmq.bind: {zmq_output.bind}: cannot bind "
+                          f"({reason})") from None
+    finally:
+        socket.close(0)
+        context.term()
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -254,6 +254,22 @@ class FrameRing:
             return None
         return frame.reshape(height, width, channels)
 
+    def ref_at(self, seq: int) -> FrameRef | None:
+        """A reference to frame `seq` if its slot still holds it (whole, not being written),
+        else None: how a restarted reader finds frames whose references it never received."""
+        self._check_open()
+        if seq < 0:
+            return None
+        slot = seq % self.slots
+        generation = int(self._generation[slot])
+        header = self._slot_headers[slot]
+        if generation == 0 or generation % 2 or int(header["seq"]) != seq:
+            return None
+        ref = FrameRef(camera=self.camera, slot=slot, seq=seq,
+                       capture_ts=float(header["capture_ts"]), width=int(header["width"]),
+                       height=int(header["height"]))
+        return ref if int(self._generation[slot]) == generation else None
+
     @property
     def next_seq(self) -> int:
         """The sequence number the next write will get (frames written so far, by any writer)."""

@@ -5,7 +5,9 @@ most one frame per camera (fairness: a fast camera cannot starve the others) and
 `max_batch` frames, and waits at most `max_wait_ms` after its first frame for the other cameras
 to catch up.  For live cameras only the newest waiting frame matters: when analysis falls
 behind, older ones are dropped and counted.  Files read "as fast as possible" are not live:
-their frames are all kept, in order (their stream process waits for room instead).
+their frames are all kept, in order (their stream process waits for room instead), each
+once: after an engine restart the frames the previous engine had taken but not analysed are
+handed back with `resume`, and the references still queued for them are then ignored.
 """
 
 from __future__ import annotations
@@ -37,6 +39,12 @@ class FrameBatcher:
     active_cameras: int = 1  # how many cameras may contribute (stops the wait early)
     dropped: dict[str, int] = field(default_factory=dict)
     _pending: dict[str, deque[FrameRef]] = field(default_factory=dict)
+    _last_seq: dict[str, int] = field(default_factory=dict)  # lossless cameras: newest taken
+
+    def resume(self, refs: list[FrameRef]) -> None:
+        """Frames of a lossless camera to analyse before any queued reference (in order)."""
+        for ref in refs:
+            self._add(ref)
 
     def next_batch(self, timeout: float) -> list[FrameRef]:
         """Up to max_batch frames, one per camera; [] if nothing came within `timeout` s."""
@@ -70,6 +78,11 @@ class FrameBatcher:
             self._add(ref)
 
     def _add(self, ref: FrameRef) -> None:
+        if ref.camera not in self.live_cameras:
+            # a ring's sequence numbers only rise: an older one was resumed already
+            if ref.seq <= self._last_seq.get(ref.camera, -1):
+                return
+            self._last_seq[ref.camera] = ref.seq
         pending = self._pending.setdefault(ref.camera, deque())
         pending.append(ref)
         if ref.camera in self.live_cameras:

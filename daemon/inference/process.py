@@ -5,6 +5,11 @@ Per batch: read each frame from its camera's ring (a frame overwritten meanwhile
 and counted), detect and align every face of every frame in one pipeline call, let each
 camera's tracker choose the faces worth embedding, embed those of all cameras in one call,
 and turn the identity decisions into events for the publisher.
+
+Lossless cameras (files read as fast as possible) lose no frame to an engine restart: a
+frame counts as analysed (`LosslessCredit.analysed`) only once its events are queued, so
+its ring slot is not reused before, and a new engine starts by reading back from the ring
+every frame after the last one analysed, whether or not its reference is still queued.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from facewatch.inference.camera_analysis import AnalysisSettings, CameraAnalysis
 from facewatch.metrics import Metrics
 from facewatch.pipeline import FacePipeline
 from facewatch.snapshots import SnapshotStore
+from facewatch.streams.process import LosslessCredit
 from facewatch.supervisor.process import ChildContext
 from facewatch.tracking import EmbedPolicySettings, TrackerSettings
 
@@ -45,7 +51,7 @@ class EngineChannels:
     frames: Any  # multiprocessing.Queue of FrameRef
     events: Any  # multiprocessing.Queue of Event, to the publisher
     control: Any  # multiprocessing.Queue of commands ("reload-gallery")
-    permits: dict[str, Any]  # camera → Semaphore, for lossless (non-live) cameras
+    lossless: dict[str, LosslessCredit]  # camera → its credit, for lossless (non-live) cameras
 
 
 def analysis_settings(config: DaemonConfig) -> AnalysisSettings:
@@ -95,14 +101,27 @@ class Engine:
                                                _metadata(self.gallery))
                         for c in config.enabled_cameras}
         self.rings = {cam: FrameRing.attach(name) for cam, name in channels.rings.items()}
-        live = frozenset(c.name for c in config.enabled_cameras if c.name not in channels.permits)
+        live = frozenset(c.name for c in config.enabled_cameras if c.name not in channels.lossless)
         self.batcher = FrameBatcher(
             channels.frames, BatchSettings(inference.max_batch, inference.max_wait_ms),
             live_cameras=live, active_cameras=len(self.cameras))
+        self._resume_lossless()
         self._last_frame_at: dict[str, float] = {}
         self._last_ts: dict[str, float] = {}
         self._last_idle_check = 0.0
         self._dropped_seen: dict[str, int] = {}
+
+    def _resume_lossless(self) -> None:
+        """Frames of lossless cameras written but not analysed (a previous engine died with
+        them, or their references are still queued): analysed first, in order."""
+        for cam, credit in self.channels.lossless.items():
+            ring = self.rings[cam]
+            first, end = int(credit.analysed.value) + 1, ring.next_seq
+            refs = [r for r in (ring.ref_at(seq) for seq in range(first, end)) if r is not None]
+            if refs:
+                log.info("%s: resuming at frame %d (%d frame(s) not yet analysed)", cam,
+                         refs[0].seq, len(refs))
+            self.batcher.resume(refs)
 
     def finish(self) -> None:
         """End every live track (so each gets its track.ended) and detach from the rings."""
@@ -127,11 +146,9 @@ class Engine:
         frames, metas = [], []
         for ref in refs:
             image = self.rings[ref.camera].read(ref)
-            permit = self.channels.permits.get(ref.camera)
-            if permit is not None:
-                permit.release()
             if image is None:
                 self.metrics.frames_dropped.labels(ref.camera, "overwritten").inc()
+                self._analysed([ref])
                 continue
             frames.append(image)
             metas.append(ref)
@@ -163,7 +180,16 @@ class Engine:
             self.metrics.frame_latency.observe(max(0.0, now - ref.capture_ts))
         for event in events:
             self.channels.events.put(event)
+        self._analysed(metas)
         return len(frames)
+
+    def _analysed(self, refs: list[Any]) -> None:
+        """Tell lossless sources these frames are done (their events are queued)."""
+        for ref in refs:
+            credit = self.channels.lossless.get(ref.camera)
+            if credit is not None:
+                credit.analysed.value = ref.seq
+                credit.doorbell.release()
 
     def _embed(self, crops: list[np.ndarray]) -> np.ndarray:
         assert self.pipeline.embedder is not None

@@ -23,11 +23,11 @@ gi.require_version("Gst", "1.0")
 gi.require_version("GstApp", "1.0")
 gi.require_version("GstVideo", "1.0")
 # Loading GstApp is what gives appsink elements their try_pull_sample / is_eos methods.
-from gi.repository import Gst, GstApp, GstVideo  # noqa: E402, F401
+from gi.repository import Gst, GstApp, GstVideo  # noqa: F401
 
-from facewatch.streams.settings import StreamSettings  # noqa: E402
-from facewatch.streams.source import DecodedFrame, EndOfStream, StreamError  # noqa: E402
-from facewatch.streams.urls import SourceKind, file_path, without_credentials  # noqa: E402
+from facewatch.streams.settings import StreamSettings
+from facewatch.streams.source import DecodedFrame, EndOfStream, StreamError
+from facewatch.streams.urls import SourceKind, file_path, scrub, without_credentials
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,6 @@ class GstFrameSource:
         # that an MP4 edit list starting with an empty edit (the Hamilton clip has 0.85 s)
         # does not freeze a real-time loop at every pass.
         self._first_position: int | None = None
-        _, _, self._password = without_credentials(settings.url)
 
     def open(self) -> None:
         if self._pipeline is not None:
@@ -280,10 +279,7 @@ class GstFrameSource:
 
     def _scrub(self, text: str) -> str:
         """Make sure no credential reaches a message, whatever an element put in its text."""
-        text = text.replace(self._settings.url, self._settings.shown_url)
-        if self._password:
-            text = text.replace(self._password, "***")
-        return text
+        return scrub(text, self._settings.url)
 
 
 def _make(factory: str) -> Any:

@@ -196,8 +196,28 @@ def _open_capture(settings: StreamSettings) -> Any:
             capture = cv2.VideoCapture(target, cv2.CAP_FFMPEG, params)
     if not capture.isOpened():
         capture.release()
-        raise StreamError(f"OpenCV cannot open {settings.shown_url}")
+        raise StreamError(f"OpenCV cannot open {settings.shown_url}{_why_unopened(settings)}")
     return capture
+
+
+def _why_unopened(settings: StreamSettings) -> str:
+    """What can be told about a file VideoCapture refused (OpenCV itself says nothing)."""
+    if settings.kind is not SourceKind.FILE:
+        return ""
+    path = file_path(settings.url)
+    try:
+        size = path.stat().st_size
+        with path.open("rb"):
+            pass
+    except FileNotFoundError:
+        return ": no such file"
+    except PermissionError:
+        return ": permission denied"
+    except OSError as exc:
+        return f": {exc.strerror}"
+    if size == 0:
+        return ": the file is empty"
+    return ": not a video FFmpeg can decode here (another kind of file, or a container or codec it lacks)"
 
 
 @contextlib.contextmanager

@@ -2,8 +2,10 @@
 
 Live cameras never wait for analysis: a frame goes into the ring and its reference onto the
 shared queue, and if analysis is behind, older frames are dropped (and counted) downstream.
-Files read as fast as possible do wait: each frame takes a permit that the inference process
-returns once it has read the frame, so no frame of a file is overwritten before analysis.
+Files read as fast as possible do wait (`LosslessCredit`): a frame is written only while fewer
+than `slots - 1` frames of the ring are unanalysed, and its reference is put on the queue even
+if that means waiting for room, so no frame of such a file is overwritten or dropped before
+the engine has analysed it -- even across an engine restart (see `facewatch.inference`).
 """
 
 from __future__ import annotations
@@ -23,13 +25,31 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class LosslessCredit:
+    """What a lossless source shares with the engine (created by the supervisor with the ring).
+
+    The engine sets `analysed` to a frame's ring sequence number once the frame is analysed
+    and its events are queued (frames of one camera are analysed in order), then rings the
+    doorbell.  Unanalysed frames are therefore `ring.next_seq - 1 - analysed`, which is exact
+    whatever happened to the processes: a counter of permits would be off after an engine
+    died holding some.  A restarted engine reads the unanalysed frames back from the ring.
+    """
+
+    analysed: Any  # multiprocessing.Value('q'): ring seq of the last analysed frame, -1: none
+    doorbell: Any  # multiprocessing.Semaphore, released after each analysed frame
+
+    def unanalysed(self, ring: FrameRing) -> int:
+        return ring.next_seq - 1 - int(self.analysed.value)
+
+
+@dataclass(frozen=True)
 class StreamChannels:
     """The shared objects a source process writes to (all picklable for spawn)."""
 
     ring_name: str
     frames: Any  # multiprocessing.Queue of FrameRef, shared by all cameras
     statuses: Any  # multiprocessing.Queue of StreamStatus (to the publisher)
-    permits: Any | None  # multiprocessing.Semaphore for lossless files, else None
+    lossless: LosslessCredit | None  # for files read as fast as possible, else None
 
 
 def run_source(ctx: ChildContext, camera: str, settings: StreamSettings,
@@ -52,7 +72,8 @@ def run_source(ctx: ChildContext, camera: str, settings: StreamSettings,
                     ctx.ready()  # "opened": online or not, this camera has reported
                 continue
             assert isinstance(record, CameraFrame)
-            if channels.permits is not None and not _acquire(ctx, channels.permits):
+            credit = channels.lossless
+            if credit is not None and not _wait_for_room(ctx, ring, credit):
                 break
             try:
                 ref = ring.write(record.image, record.capture_ts)
@@ -60,23 +81,37 @@ def run_source(ctx: ChildContext, camera: str, settings: StreamSettings,
                 if not oversize_warned:
                     log.error("%s: %s", camera, exc)
                     oversize_warned = True
-                if channels.permits is not None:
-                    channels.permits.release()
+                continue
+            if credit is not None:
+                if not _put(ctx, channels.frames, ref):
+                    break
                 continue
             try:
                 channels.frames.put_nowait(ref)
             except queue.Full:
                 queue_full.inc()
-                if channels.permits is not None:
-                    channels.permits.release()
     finally:
         ring.close()
 
 
-def _acquire(ctx: ChildContext, permits: Any) -> bool:
-    """Wait for analysis to make room, staying responsive to stop requests."""
-    while not ctx.stopping():
-        if permits.acquire(timeout=0.5):
-            return True
+def _wait_for_room(ctx: ChildContext, ring: FrameRing, credit: LosslessCredit) -> bool:
+    """Wait until writing a frame overwrites no unanalysed one, staying responsive to stop
+    requests; False if asked to stop."""
+    while credit.unanalysed(ring) >= ring.slots - 1:
+        if ctx.stopping():
+            return False
+        # the doorbell only wakes us up: the count above is what decides
+        credit.doorbell.acquire(timeout=0.2)
         ctx.beat()
+    return True
+
+
+def _put(ctx: ChildContext, frames: Any, ref: Any) -> bool:
+    """Queue a lossless frame's reference, waiting for room rather than dropping it."""
+    while not ctx.stopping():
+        try:
+            frames.put(ref, timeout=0.5)
+            return True
+        except queue.Full:
+            ctx.beat()
     return False

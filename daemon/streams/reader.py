@@ -25,7 +25,7 @@ import numpy as np
 from facewatch.streams.decimation import Decimator
 from facewatch.streams.settings import StreamSettings
 from facewatch.streams.source import EndOfStream, FrameSource, StreamError
-from facewatch.streams.urls import SourceKind
+from facewatch.streams.urls import SourceKind, scrub
 
 # The longest a single read blocks: bounds how late a stop request or the watchdog is seen.
 _READ_SLICE_S = 0.2
@@ -203,8 +203,9 @@ class CameraReader:
         self, state: StreamState, cause: StatusCause, reason: str,
         attempt: int = 0, retry_in_s: float | None = None,
     ) -> StreamStatus:
+        # Whatever a backend put in the reason, the camera's password never leaves the reader.
         return StreamStatus(
-            camera=self.camera, state=state, cause=cause, reason=reason,
+            camera=self.camera, state=state, cause=cause, reason=scrub(reason, self.settings.url),
             at=time.time(), attempt=attempt, retry_in_s=retry_in_s)
 
 

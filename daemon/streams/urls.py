@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from enum import Enum
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from facewatch.errors import ConfigError
 
@@ -88,6 +88,27 @@ def redact_url(url: str) -> str:
         query, hash_, fragment = query.partition("#")
         query = "&".join(_redact_pair(pair) for pair in query.split("&")) + hash_ + fragment
     return f"{scheme}://{base}{qmark}{query}"
+
+
+def scrub(text: str, url: str) -> str:
+    """`text` (a decoder's message, a status reason) with `url` shown redacted and its password,
+    decoded or percent-encoded, replaced by `***` wherever else it appears."""
+    text = text.replace(url, redact_url(url))
+    _, _, password = without_credentials(url)
+    if password:
+        for form in sorted({password, quote(password, safe=""), url_password(url) or ""},
+                           key=len, reverse=True):
+            if form:
+                text = text.replace(form, "***")
+    return text
+
+
+def url_password(url: str) -> str | None:
+    """The password of `url` as written in it (still percent-encoded), if any."""
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
 
 
 def _redact_pair(pair: str) -> str:

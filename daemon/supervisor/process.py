@@ -16,9 +16,10 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.context import SpawnContext, SpawnProcess
-from typing import Any, Callable
+from typing import Any
 
 # Children start from a fresh interpreter: nothing (threads, sockets, ONNX sessions, GStreamer
 # state) is inherited by accident, exactly as uvicorn and Frigate do it.

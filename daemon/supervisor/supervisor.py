@@ -8,10 +8,20 @@ every child beats, STATUS, STOPPING); reloads on SIGHUP; and on SIGTERM stops th
 data-flow order so queued events still go out, within 10 s.
 
 Signal handlers only set flags; the loop acts on them (as uvicorn's supervisor does).
+
+A child that exits with `EXIT_CONFIG` before the daemon was ever ready (the publisher cannot
+bind its ZeroMQ address, say) cannot be helped by restarting it: the supervisor stops and
+returns that code, so systemd does not restart the daemon in a loop either.
+
+Frame rings are named after the state directory and the supervisor's pid
+(`facewatch-<digest of state_dir>-<pid>-...`); at start the supervisor removes the rings of an
+earlier run with the same state directory whose supervisor is gone (a process group killed
+outright leaves them in /dev/shm), and leaves other instances' alone.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import logging.handlers
 import os
@@ -23,12 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from facewatch.config.daemon import DaemonConfig
-from facewatch.errors import FacewatchError
+from facewatch.errors import EXIT_CONFIG, FacewatchError
 from facewatch.frames.ring import FrameRing
 from facewatch.inference.process import EngineChannels, run_engine
 from facewatch.metrics import Metrics, prepare_multiprocess_dir, process_died, serve
 from facewatch.publishers.process import run_publisher
-from facewatch.streams.process import StreamChannels, run_source
+from facewatch.streams.process import LosslessCredit, StreamChannels, run_source
 from facewatch.streams.urls import SourceKind
 from facewatch.supervisor.process import (
     HEARTBEAT_TIMEOUT_S,
@@ -36,6 +46,7 @@ from facewatch.supervisor.process import (
     Child,
     make_context,
 )
+from facewatch.supervisor.queues import release_stale_reader_lock
 from facewatch.supervisor.systemd import SystemdNotifier
 
 log = logging.getLogger(__name__)
@@ -63,6 +74,44 @@ def is_live(camera: Any) -> bool:
     return not (camera.kind is SourceKind.FILE and not camera.realtime)
 
 
+SHM_DIR = Path("/dev/shm")
+
+
+def ring_prefix(state_dir: Path) -> str:
+    """What the names of the frame rings of a daemon with this state directory start with."""
+    digest = hashlib.sha256(str(Path(state_dir).absolute()).encode()).hexdigest()[:12]
+    return f"facewatch-{digest}-"
+
+
+def _is_facewatch(pid: int) -> bool:
+    try:
+        return b"facewatch" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def remove_stale_rings(prefix: str, own_pid: int, shm_dir: Path = SHM_DIR) -> list[str]:
+    """Unlink the rings named `<prefix><pid>-...` whose supervisor (pid) is gone; their names."""
+    removed: list[str] = []
+    try:
+        names = sorted(os.listdir(shm_dir))
+    except OSError:
+        return removed
+    for name in names:
+        if not name.startswith(prefix):
+            continue
+        pid = name[len(prefix):].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == own_pid or _is_facewatch(int(pid)):
+            continue
+        try:
+            os.unlink(shm_dir / name)
+            removed.append(name)
+        except OSError as exc:
+            log.warning("cannot remove the stale frame ring %s: %s", shm_dir / name,
+                        exc.strerror or exc)
+    return removed
+
+
 class Supervisor:
     def __init__(self, config: DaemonConfig, config_path: Path | None = None,
                  notifier: SystemdNotifier | None = None) -> None:
@@ -72,7 +121,9 @@ class Supervisor:
         self.flags = _Flags()
         self.children: dict[str, Child] = {}
         self.rings: dict[str, FrameRing] = {}
-        self.permits: dict[str, Any] = {}
+        self.lossless: dict[str, LosslessCredit] = {}
+        self.exit_code = 0
+        self._rings_made = 0
         self._ready_sent = False
         self._last_watchdog = 0.0
         self._metrics_server: Any = None
@@ -104,8 +155,11 @@ class Supervisor:
         self.frames = SPAWN.Queue(maxsize=64)
         self.events = SPAWN.Queue(maxsize=100_000)
         self.control = SPAWN.Queue()
-        # the next event `seq`, kept here so that a restarted publisher carries on from it
-        self.sequence = SPAWN.Value("q", 1, lock=False)
+        self._ring_prefix = f"{ring_prefix(state)}{os.getpid()}-"
+        stale = remove_stale_rings(ring_prefix(state), os.getpid())
+        if stale:
+            log.info("removed %d frame ring(s) left in %s by an earlier run that did not stop "
+                     "cleanly", len(stale), SHM_DIR)
         for camera in self.config.enabled_cameras:
             self._make_ring(camera)
         self._add_publisher()
@@ -115,10 +169,13 @@ class Supervisor:
 
     def _make_ring(self, camera: Any) -> None:
         width, height = camera.max_size or DEFAULT_MAX_FRAME
-        self.rings[camera.name] = FrameRing.create(camera.name, slots=RING_SLOTS,
-                                                   max_width=width, max_height=height)
+        self._rings_made += 1  # a camera changed by a reload gets a new ring under a new name
+        self.rings[camera.name] = FrameRing.create(
+            camera.name, slots=RING_SLOTS, max_width=width, max_height=height,
+            name=f"{self._ring_prefix}{self._rings_made}-{camera.name}")
         if not is_live(camera):
-            self.permits[camera.name] = SPAWN.Semaphore(RING_SLOTS - 1)
+            self.lossless[camera.name] = LosslessCredit(SPAWN.Value("q", -1, lock=False),
+                                                        SPAWN.Semaphore(0))
 
     def _context(self, role: str, heartbeat_timeout: float) -> Any:
         return make_context(role, self._log_queue, self.config.logging.numeric_level,
@@ -126,12 +183,12 @@ class Supervisor:
 
     def _add_publisher(self) -> None:
         self.children["publisher"] = Child("publisher", run_publisher,
-                                           (self.config, self.events, self.sequence),
+                                           (self.config, self.events),
                                            self._context("publisher", HEARTBEAT_TIMEOUT_S))
 
     def _engine_channels(self) -> EngineChannels:
         return EngineChannels({c: r.name for c, r in self.rings.items()}, self.frames,
-                              self.events, self.control, dict(self.permits))
+                              self.events, self.control, dict(self.lossless))
 
     def _add_engine(self) -> None:
         self.children["engine"] = Child("engine", run_engine,
@@ -141,7 +198,7 @@ class Supervisor:
     def _add_source(self, camera: Any) -> None:
         settings = camera.stream_settings()
         channels = StreamChannels(self.rings[camera.name].name, self.frames, self.events,
-                                  self.permits.get(camera.name))
+                                  self.lossless.get(camera.name))
         # A source is silent while it waits to reconnect or for a stalled stream to time out.
         timeout = settings.reconnect_max_s + settings.no_frame_timeout_s + 30.0
         role = f"source:{camera.name}"
@@ -173,7 +230,7 @@ class Supervisor:
                 time.sleep(0.2)
         finally:
             self._shutdown()
-        return 0
+        return self.exit_code
 
     def _check_children(self) -> None:
         now = time.monotonic()
@@ -195,6 +252,14 @@ class Supervisor:
                     child.stop(timeout=0.5)
                     child.finished = True
                     continue
+                if code == EXIT_CONFIG and not self._ready_sent:
+                    log.error("%s cannot start with this config (its error is above); "
+                              "stopping", child.role)
+                    child.stop(timeout=0.5)
+                    child.finished = True
+                    self.exit_code = EXIT_CONFIG
+                    self.flags.stop = True
+                    return
                 log.error("%s exited (code %s); restarting", child.role, code)
                 self._retire(child)
             elif child.heartbeat_age() > timeout:
@@ -218,21 +283,24 @@ class Supervisor:
             self.metrics.restarts.labels(child.role.split(":")[0]).inc()
 
     def _start_again(self, child: Child) -> None:
+        # the role's predecessor is gone: no one else reads these queues
         if child.role == "engine":
-            self._reset_lossless_permits()
+            release_stale_reader_lock(self.frames, "frames")
+            release_stale_reader_lock(self.control, "control")
+            self._discard_queued_frames()
+        elif child.role == "publisher":
+            release_stale_reader_lock(self.events, "events")
         child.start()
 
-    def _reset_lossless_permits(self) -> None:
-        """A dead engine took its permits with it: discard the frames it never read and give
-        each lossless camera its full allowance back."""
+    def _discard_queued_frames(self) -> None:
+        """References queued for a dead engine: live frames are stale by now, and a lossless
+        camera's frames are read back from its ring by the new engine (see
+        facewatch.inference.process), so nothing of those is lost."""
         while True:
             try:
                 self.frames.get_nowait()
             except queue.Empty:
                 break
-        for sem in self.permits.values():
-            while sem.get_value() < RING_SLOTS - 1:
-                sem.release()
 
     def _notify(self) -> None:
         children = [c for c in self.children.values() if not c.finished]
@@ -269,6 +337,8 @@ class Supervisor:
         except FacewatchError as exc:
             log.error("config not reloaded, the running one stays: %s", exc)
             self.notifier.status(f"config reload failed: {exc}")
+            if self.metrics:
+                self.metrics.config_reloads.labels("error").inc()
             return
         old = self.config
         self.config = new
@@ -280,7 +350,7 @@ class Supervisor:
             child = self.children.pop(f"source:{name}")
             child.stop(timeout=2.0)
             self.rings.pop(name).close()
-            self.permits.pop(name, None)
+            self.lossless.pop(name, None)
         for name in new_cams.keys() - {r.split(":", 1)[1] for r in self.children
                                        if r.startswith("source:")}:
             self._make_ring(new_cams[name])
@@ -293,10 +363,13 @@ class Supervisor:
             self._start_again(self.children["engine"])
         else:
             self.control.put("reload-gallery")
-        if old.outputs != new.outputs or old.camera_names != new.camera_names:
+        if (old.outputs != new.outputs or old.outbox != new.outbox
+                or old.state_dir != new.state_dir or old.camera_names != new.camera_names):
             self.children["publisher"].stop(timeout=3.0)
             self._add_publisher()
-            self.children["publisher"].start()
+            self._start_again(self.children["publisher"])
+        if self.metrics:
+            self.metrics.config_reloads.labels("ok").inc()
         log.info("reloaded %s", self.config_path)
 
     def _shutdown(self) -> None:

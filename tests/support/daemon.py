@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,6 +143,19 @@ class DaemonProcess:
             if int(fields[1]) == self.pid and fields[0] != "Z":
                 out.append(int(entry.name))
         return out
+
+    def child(self, role: str) -> int | None:
+        """The pid of the child process playing `role` ("engine", "publisher",
+        "source:door"), from the name it gives itself (`fw.<role>`, cut to the kernel's 15
+        characters; see facewatch.supervisor.process)."""
+        comm = f"fw.{role}"[:15]
+        for pid in self.children():
+            try:
+                if Path(f"/proc/{pid}/comm").read_text().strip() == comm:
+                    return pid
+            except OSError:
+                continue
+        return None
 
     @staticmethod
     def running(pid: int) -> bool:
@@ -306,20 +320,34 @@ class MqttMessage:
 
 
 class MqttEvents(EventLog):
-    """An MQTT consumer (QoS 1): every message kept; the events from `<prefix>/events`."""
+    """An MQTT consumer (QoS 1): every message kept; the events from `<prefix>/events`.
+
+    With `session` (a client id) it keeps a persistent session (clean_session=False): while it
+    is disconnected the broker queues what it would have received -- across a broker restart
+    too, when the broker persists its state (`Mosquitto(persistence=True)`) -- and it
+    reconnects within about a second of the broker coming back."""
 
     def __init__(self, broker: Mosquitto, topic: str = "facewatch/#", prefix: str = "facewatch",
-                 timeout_s: float = 10.0) -> None:
+                 timeout_s: float = 10.0, session: str | None = None) -> None:
         super().__init__(f"MQTT {broker.host}:{broker.port}")
         self.prefix = prefix
         self._messages: list[MqttMessage] = []
         subscribed = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2)
+        if session is None:
+            self.client = mqtt.Client(CallbackAPIVersion.VERSION2)
+        else:
+            self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=session,
+                                      clean_session=False)
+            self.client.reconnect_delay_set(min_delay=1, max_delay=1)
+            # the session keeps the subscription; subscribing again on every reconnection
+            # covers a broker that lost it
+            self.client.on_connect = lambda client, *_args: client.subscribe(topic, qos=1)
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *_args: subscribed.set()
         self.client.connect(broker.host, broker.port)
         self.client.loop_start()
-        self.client.subscribe(topic, qos=1)
+        if session is None:
+            self.client.subscribe(topic, qos=1)
         if not subscribed.wait(timeout_s):
             self.close()
             raise AssertionError(f"no SUBACK from the broker at {broker.host}:{broker.port}")
@@ -350,6 +378,39 @@ class MqttEvents(EventLog):
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def scrape(port: int) -> dict[str, float]:
+    """The daemon's Prometheus endpoint as {"name{labels}": value}."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            out[key] = float(value)
+    return out
+
+
+def metrics_up(port: int) -> bool:
+    """Whether the daemon's Prometheus endpoint answers (it starts with the supervisor)."""
+    try:
+        scrape(port)
+    except OSError:
+        return False
+    return True
+
+
+def metric_sum(port: int, name: str, **labels: str) -> float:
+    """The sum of every series of `name` whose labels include `labels`; 0 before its first
+    sample."""
+    wanted = [f'{k}="{v}"' for k, v in labels.items()]
+    total = 0.0
+    for key, value in scrape(port).items():
+        series, _, rest = key.partition("{")
+        if series == name and all(w in rest for w in wanted):
+            total += value
+    return total
 
 
 def status_state(message: MqttMessage) -> str:
