@@ -9,6 +9,7 @@ provides it (`LoadCredential=mqtt_password:/etc/facewatch/mqtt.pass`).  Files ar
 from __future__ import annotations
 
 import re
+import ssl
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -46,6 +47,56 @@ class MqttTls(Section):
             missing = "key" if self.key is None else "cert"
             raise located_error((missing,), "cert and key go together: give both or neither")
         return self
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The client's TLS settings: TLS 1.2 or later; the broker's certificate checked against
+        `ca` (else the system's CAs) and its host name against the certificate; `cert` and
+        `key` presented when given.  Reads the files (use a resolved config: absolute paths);
+        raises `TlsFileError` naming the field and the file that cannot be used."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED + check_hostname
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if self.ca is not None:
+            try:
+                context.load_verify_locations(cafile=str(self.ca))
+            except (OSError, ValueError) as exc:
+                raise TlsFileError("ca", f"{self.ca}: cannot load it as PEM CA certificates "
+                                         f"({_ssl_reason(exc)})") from None
+        else:
+            context.load_default_certs()
+        if self.cert is not None and self.key is not None:
+            for name, path in (("cert", self.cert), ("key", self.key)):
+                try:
+                    path.open("rb").close()
+                except OSError as exc:
+                    raise TlsFileError(name, f"{path}: {exc.strerror}") from None
+            try:
+                context.load_cert_chain(str(self.cert), str(self.key), password=_no_passphrase)
+            except (OSError, ValueError) as exc:
+                raise TlsFileError("key", f"{self.cert} and {self.key} are not a PEM certificate "
+                                          f"and its unencrypted private key "
+                                          f"({_ssl_reason(exc)})") from None
+        return context
+
+
+class TlsFileError(ValueError):
+    """A TLS file that cannot be used; `field` is `ca`, `cert` or `key`."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _no_passphrase() -> str:
+    # Without a callback, OpenSSL would prompt on the terminal for an encrypted key.
+    raise ValueError("the key is encrypted with a passphrase; give an unencrypted key")
+
+
+def _ssl_reason(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLError) and exc.reason:
+        return str(exc.reason).replace("_", " ").lower()
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return " ".join(str(exc).split())
 
 
 class MqttOutput(Section):

@@ -4,6 +4,15 @@
       zmq: {bind: "tcp://127.0.0.1:5556"}   # the default; `zmq: false` turns it off
       mqtt: {host: 127.0.0.1}               # optional, see facewatch.config.mqtt
       jsonl: /var/lib/facewatch/events.jsonl  # optional
+
+ZeroMQ can be encrypted and authenticated with CURVE (keys from `facewatch zmq keygen DIR`):
+
+      zmq:
+        bind: "tcp://0.0.0.0:5556"
+        allow_remote: true
+        curve:
+          secret_key_file: /etc/facewatch/zmq/server.key_secret   # the PUB socket's key pair
+          authorized_keys: /etc/facewatch/zmq/clients             # optional: *.key of allowed clients
 """
 
 from __future__ import annotations
@@ -19,10 +28,10 @@ from facewatch.config.mqtt import MqttOutput
 DEFAULT_ZMQ_BIND = "tcp://127.0.0.1:5556"
 
 _REMOTE_BIND_WHY = (
-    "would publish events to the network: events name people, and a ZeroMQ PUB socket has "
-    "neither authentication nor encryption, so anyone who can reach the port can subscribe. "
-    "Bind to 127.0.0.1 (and reach it over SSH, or use MQTT with TLS and a password), or set "
-    "allow_remote: true to accept that")
+    "would publish events to the network: events name people, and without curve a ZeroMQ PUB "
+    "socket has neither authentication nor encryption, so anyone who can reach the port can "
+    "subscribe. Bind to 127.0.0.1 (and reach it over SSH, or use MQTT with TLS and a password), "
+    "or set curve (with authorized_keys) and allow_remote: true")
 
 
 def parse_zmq_bind(endpoint: str) -> tuple[str, str, str]:
@@ -57,6 +66,19 @@ def is_loopback_host(host: str) -> bool:
         return False  # `*`, an interface name such as eth0, or a host name
 
 
+class ZmqCurve(Section):
+    secret_key_file: ConfigPath = Field(
+        description="The PUB socket's CURVE key pair: a ZeroMQ certificate file holding public-key "
+                    "and secret-key, as `facewatch zmq keygen` writes it (server.key_secret, mode "
+                    "0600).  Keys are read from files only, never written in the config.  Clients "
+                    "need the matching public key (server.key).")
+    authorized_keys: ConfigPath | None = Field(
+        default=None,
+        description="Folder of the public keys (*.key) of the clients allowed to subscribe; "
+                    "others are refused.  Default: any client that has the server's public key "
+                    "(encrypted, but not authenticated).")
+
+
 class ZmqOutput(Section):
     bind: str = Field(
         default=DEFAULT_ZMQ_BIND,
@@ -68,6 +90,10 @@ class ZmqOutput(Section):
     send_hwm: int = Field(
         default=10_000, ge=1, le=10_000_000,
         description="Messages queued per slow subscriber before ZeroMQ drops for that subscriber.")
+    curve: ZmqCurve | None = Field(
+        default=None,
+        description="Encrypt with ZeroMQ CURVE (the PUB socket is the CURVE server), and with "
+                    "authorized_keys, accept only the clients listed; off by default.")
 
     @field_validator("bind")
     @classmethod

@@ -2,8 +2,12 @@
 
 `resolve()` makes relative paths absolute against the config file's folder, fills the folders
 that default to systemd's `$STATE_DIRECTORY` (or the per-user ones), and reads secrets from
-`password_file` or `$CREDENTIALS_DIRECTORY`.  It returns a new frozen `DaemonConfig`; the
-validated one is left as it was.  It does not read the gallery, probe devices or open sockets.
+`password_file` or `$CREDENTIALS_DIRECTORY`, and checks that the TLS and CURVE key files load.
+It returns a new frozen `DaemonConfig`; the validated one is left as it was.  It does not read
+the gallery, probe devices or open sockets.
+
+Every password it sees (the MQTT one, those in camera URLs) is handed to
+`facewatch.redact.remember`, so that no log line of this process shows it, whatever prints it.
 """
 
 from __future__ import annotations
@@ -16,10 +20,12 @@ from pathlib import Path
 import platformdirs
 from pydantic import SecretStr
 
+from facewatch import redact
 from facewatch.config.daemon import DaemonConfig
-from facewatch.config.mqtt import MQTT_PASSWORD_CREDENTIAL, MqttOutput
+from facewatch.config.mqtt import MQTT_PASSWORD_CREDENTIAL, MqttOutput, TlsFileError
+from facewatch.config.outputs import ZmqOutput
 from facewatch.errors import ConfigError
-from facewatch.streams.urls import SourceKind
+from facewatch.streams.urls import SourceKind, without_credentials
 from facewatch.yamlfile import Location, dotted
 
 MODELS_ENV = "FACEWATCH_MODELS"  # as facewatch.engines.store
@@ -44,6 +50,9 @@ def resolve(config: DaemonConfig, *, base_dir: Path | None = None,
         c.model_copy(update={"url": str(absolute(Path(c.url)))})
         if c.kind is SourceKind.FILE and not c.url.startswith("file:") else c
         for c in config.cameras)
+    for camera in cameras:
+        if camera.kind in (SourceKind.RTSP, SourceKind.HTTP):
+            redact.remember(without_credentials(camera.url)[2])
 
     if config.state_dir is not None:
         state_dir = absolute(config.state_dir)
@@ -72,6 +81,8 @@ def resolve(config: DaemonConfig, *, base_dir: Path | None = None,
     if outputs.mqtt is not None:
         outputs = outputs.model_copy(update={
             "mqtt": _resolve_mqtt(config, outputs.mqtt, absolute, env)})
+    if outputs.zmq is not None and outputs.zmq.curve is not None:
+        outputs = outputs.model_copy(update={"zmq": _resolve_curve(config, outputs.zmq, absolute)})
 
     resolved = config.model_copy(update={
         "cameras": cameras, "gallery": absolute(config.gallery), "state_dir": state_dir,
@@ -84,9 +95,15 @@ def _resolve_mqtt(config: DaemonConfig, mqtt: MqttOutput, absolute: Callable[[Pa
                   env: Mapping[str, str]) -> MqttOutput:
     update: dict[str, object] = {}
     if mqtt.tls is not None:
-        update["tls"] = mqtt.tls.model_copy(update={
+        tls = mqtt.tls.model_copy(update={
             name: absolute(value) for name in ("ca", "cert", "key")
             if (value := getattr(mqtt.tls, name)) is not None})
+        try:
+            tls.ssl_context()  # the files load: a typo fails `config check`, not the publisher
+        except TlsFileError as exc:
+            loc = ("outputs", "mqtt", "tls", exc.field)
+            raise ConfigError(" ".join(f"{config.where(loc)}: {dotted(loc)}: {exc}".split())) from None
+        update["tls"] = tls
     if mqtt.password_file is not None:
         path = absolute(mqtt.password_file)
         update["password_file"] = path
@@ -95,7 +112,27 @@ def _resolve_mqtt(config: DaemonConfig, mqtt: MqttOutput, absolute: Callable[[Pa
         path = Path(env["CREDENTIALS_DIRECTORY"]) / MQTT_PASSWORD_CREDENTIAL
         if path.is_file():
             update["password"] = read_secret(path, config, ("outputs", "mqtt", "password"))
+    password = update.get("password", mqtt.password)
+    if isinstance(password, SecretStr):
+        redact.remember(password.get_secret_value())
     return mqtt.model_copy(update=update) if update else mqtt
+
+
+def _resolve_curve(config: DaemonConfig, zmq: ZmqOutput, absolute: Callable[[Path], Path]) -> ZmqOutput:
+    from facewatch.publishers.zmq import CurveKeyError, load_authorized_keys, load_keypair
+
+    assert zmq.curve is not None
+    curve = zmq.curve.model_copy(update={
+        "secret_key_file": absolute(zmq.curve.secret_key_file),
+        "authorized_keys": absolute(zmq.curve.authorized_keys) if zmq.curve.authorized_keys else None})
+    try:
+        load_keypair(curve.secret_key_file)
+        if curve.authorized_keys is not None:
+            load_authorized_keys(curve.authorized_keys)
+    except CurveKeyError as exc:
+        loc = ("outputs", "zmq", "curve", exc.field)
+        raise ConfigError(" ".join(f"{config.where(loc)}: {dotted(loc)}: {exc}".split())) from None
+    return zmq.model_copy(update={"curve": curve})
 
 
 def read_secret(path: Path, config: DaemonConfig, loc: Location) -> SecretStr:

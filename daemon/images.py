@@ -33,6 +33,10 @@ def load_image(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
             # Pillow warns (and, past 2x its own limit, raises) about huge images; we check
             # our own limit below with a clearer message.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            # Damaged metadata ("Corrupt EXIF data", "Truncated File Read", a TIFF tag with
+            # too many entries) is warned about while the pixels may still be fine; the image
+            # either decodes or fails below with ImageError naming the file.
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
             with Image.open(p) as img:
                 w, h = img.size
                 if w * h > max_pixels:

@@ -98,7 +98,7 @@ class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
-        except Exception:  # a bad format string: let the handler report it as usual
+        except Exception:  # noqa: BLE001 - a bad format string: the handler reports it as usual
             return True
         clean = redact(message)
         if clean != message or record.args:

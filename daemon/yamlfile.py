@@ -67,7 +67,8 @@ def parse_yaml(text: str, path: Path, error: type[BadInputError] = BadInputError
         line = f":{mark.line + 1}" if mark is not None else ""
         raise error(f"{path}{line}: malformed YAML ({exc.problem})") from None
     except yaml.YAMLError as exc:
-        raise error(f"{path}: malformed YAML ({exc})") from None
+        # PyYAML's reader errors span lines ("... not allowed\n  in <unicode string>, ...")
+        raise error(f"{path}: malformed YAML ({' '.join(str(exc).split())})") from None
     doc = YamlDocument(path, None)
     if node is None:
         return doc

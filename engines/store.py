@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import platformdirs
 
 from facewatch.engines.backends.base import BackendOptions, Runner
@@ -90,7 +91,40 @@ class ModelStore:
             raise ModelError(f"{self.manifest_path(name)}: outputs {missing} are not in the model "
                              f"(it has {runner.output_names})")
         _check_input_shape(self.manifest_path(name), manifest, runner)
+        if options.backend == "onnxruntime":  # TensorRT engines are checked when they are built
+            _check_outputs(self.manifest_path(name), manifest, runner)
         return manifest, runner
+
+
+# Axes of every output, per role: the MTCNN P-Net is fully convolutional
+# (N, C, H, W maps); R-Net, O-Net and embedders give one row per face (N, K).
+_OUTPUT_AXES = {"mtcnn.pnet": 4, "mtcnn.rnet": 2, "mtcnn.onet": 2, "embedder": 2}
+# Free spatial axes are given this size for the check (P-Net's smallest useful input is 12).
+_CHECK_SIDE = 48
+
+
+def _check_outputs(where: Path, manifest: ModelManifest, runner: Runner) -> None:
+    """Run the model once on zeros of its declared input shape (a free batch as 1; this
+    doubles as a warm-up) and check that its outputs have the axes its role needs.  A pinned
+    sha256 only proves the file is the one the manifest names; a manifest written for the wrong network (a P-Net file under an R-Net
+    manifest) would otherwise load and then fail deep inside the detector."""
+    axes = _OUTPUT_AXES.get(manifest.role)
+    if axes is None:
+        return
+    shape = [d if isinstance(d, int) else (1 if i == 0 else _CHECK_SIDE)
+             for i, d in enumerate(manifest.input.shape)]
+    try:
+        outputs = runner.run({manifest.input.name: np.zeros(shape, np.float32)})
+    except Exception as exc:  # noqa: BLE001 - the runtime raises its own error types
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{where}: the model does not run on an input of shape {shape} "
+                         f"({first})") from None
+    for name in manifest.outputs:
+        got = list(np.shape(outputs[name]))
+        if len(got) != axes or got[0] != shape[0]:
+            raise ModelError(f"{where}: output {name!r} has shape {got} for an input of shape "
+                             f"{shape}; a {manifest.role} model gives {axes} axes, the first "
+                             f"the batch (is {manifest.file} the right network?)")
 
 
 def _check_input_shape(where: Path, manifest: ModelManifest, runner: Runner) -> None:

@@ -1,4 +1,5 @@
-"""`facewatch config check` and `facewatch tail`: the daemon's config and its live events.
+"""`facewatch config check`, `facewatch tail` and `facewatch zmq keygen`: the daemon's config,
+its live events, and the CURVE keys that secure its ZeroMQ socket.
 
 `facewatch run` (the daemon itself) lives elsewhere; what it needs from here is exported by
 `facewatch.config` (`load_config`, `resolve`), `facewatch.events` and `facewatch.publishers`.
@@ -10,6 +11,7 @@ import argparse
 import json
 import os
 import queue
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -64,7 +66,27 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                    help="only this camera (repeatable)")
     t.add_argument("--count", type=int, metavar="N", help="stop after N events")
     t.add_argument("--timeout", type=float, metavar="S", help="stop after S seconds")
+    t.add_argument("--curve-server-key", type=Path, metavar="FILE",
+                   help="ZeroMQ CURVE: the daemon's public key (server.key from `facewatch zmq "
+                        "keygen`); encrypts, and is needed when the daemon sets outputs.zmq.curve")
+    t.add_argument("--curve-client-key", type=Path, metavar="FILE",
+                   help="ZeroMQ CURVE: this client's key pair (NAME.key_secret), for a daemon "
+                        "that only admits authorized_keys; default: a new key pair per run")
     t.set_defaults(handler=_tail)
+
+    z = sub.add_parser("zmq", help="ZeroMQ CURVE keys for outputs.zmq.curve")
+    zsub = z.add_subparsers(dest="zmq_command", metavar="ACTION", required=True)
+    keygen = zsub.add_parser(
+        "keygen", parents=[common],
+        help="write a new CURVE key pair: DIR/NAME.key (public, to hand out) and "
+             "DIR/NAME.key_secret (0600, to keep)",
+        description="Write a new ZeroMQ CURVE key pair.  For the daemon: `keygen /etc/facewatch/zmq` "
+                    "and set outputs.zmq.curve.secret_key_file to server.key_secret; clients get "
+                    "server.key.  For a client allowed through authorized_keys: `keygen DIR --name "
+                    "NAME` and copy NAME.key into that folder.")
+    keygen.add_argument("dir", type=Path, metavar="DIR", help="folder for the key files (created 0700)")
+    keygen.add_argument("--name", default="server", help="file name stem (default: server)")
+    keygen.set_defaults(handler=_keygen)
 
 
 def _without(parent: argparse.ArgumentParser, *options: str) -> argparse.ArgumentParser:
@@ -84,9 +106,9 @@ def _check(args: argparse.Namespace) -> int:
     outputs = config.outputs
     described = []
     if outputs.zmq is not None:
-        described.append(f"zmq {outputs.zmq.bind}")
+        described.append(f"zmq {outputs.zmq.bind}" + (" (CURVE)" if outputs.zmq.curve else ""))
     if outputs.mqtt is not None:
-        described.append(f"mqtt {outputs.mqtt.address}")
+        described.append(f"mqtt {outputs.mqtt.address}" + (" (TLS)" if outputs.mqtt.tls else ""))
     if outputs.jsonl is not None:
         described.append(f"jsonl {outputs.jsonl.path}")
     public = config.public_dict()
@@ -104,13 +126,27 @@ def _check(args: argparse.Namespace) -> int:
 # -- tail -------------------------------------------------------------------------------------
 
 class _ZmqSource:
-    def __init__(self, url: str, types: list[str] | None, cameras: list[str] | None) -> None:
+    def __init__(self, url: str, types: list[str] | None, cameras: list[str] | None,
+                 server_key: Path | None = None, client_key: Path | None = None) -> None:
         import zmq
 
         self._zmq = zmq
+        curve = _curve_keys(server_key, client_key)
         self._context: Any = zmq.Context()
         self._socket: Any = self._context.socket(zmq.SUB)
         self._socket.setsockopt(zmq.LINGER, 0)
+        if curve is not None:
+            server_public, public, secret = curve
+            self._socket.setsockopt(zmq.CURVE_SERVERKEY, server_public)
+            self._socket.setsockopt(zmq.CURVE_PUBLICKEY, public)
+            self._socket.setsockopt(zmq.CURVE_SECRETKEY, secret)
+        self._url, self._curve, self._warned = url, curve is not None, False
+        self._monitor: Any = self._socket.get_monitor_socket(
+            zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+            | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+        self._poller = zmq.Poller()
+        self._poller.register(self._socket, zmq.POLLIN)
+        self._poller.register(self._monitor, zmq.POLLIN)
         if url.startswith("tcp://[") or url.count(":") > 2:
             self._socket.setsockopt(zmq.IPV6, 1)
         try:
@@ -126,14 +162,57 @@ class _ZmqSource:
             self._socket.setsockopt(zmq.SUBSCRIBE, prefix.encode())
 
     def receive(self, timeout_s: float) -> bytes | None:
-        if not self._socket.poll(int(timeout_s * 1000)):
+        ready = dict(self._poller.poll(int(timeout_s * 1000)))
+        if self._monitor in ready:
+            self._handshake_failed(self._monitor.recv_multipart())
+        if self._socket not in ready:
             return None
         frames = self._socket.recv_multipart()
         return frames[-1] if len(frames) >= 2 else None
 
+    def _handshake_failed(self, message: list[bytes]) -> None:
+        """Say once why nothing arrives: a SUB socket whose handshake fails just waits forever."""
+        from zmq.utils.monitor import parse_monitor_message
+
+        event = parse_monitor_message(message)["event"]
+        if self._warned:
+            return
+        self._warned = True
+        zmq = self._zmq
+        if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+            why = "the daemon refused this client's CURVE key (is its .key in authorized_keys?)"
+        elif self._curve:
+            why = ("the CURVE handshake failed: is --curve-server-key the daemon's public key, "
+                   "and does the daemon use CURVE?")
+        else:
+            why = "the handshake failed: the daemon may require CURVE (give --curve-server-key)"
+        warn(f"--zmq {self._url}: {why}; retrying")
+
     def close(self) -> None:
+        self._socket.disable_monitor()
+        self._monitor.close(0)
         self._socket.close(0)
         self._context.term()
+
+
+def _curve_keys(server_key: Path | None, client_key: Path | None
+                ) -> tuple[bytes, bytes, bytes] | None:
+    """(server public, client public, client secret) for a CURVE client, or None without CURVE."""
+    if server_key is None:
+        if client_key is not None:
+            raise BadInputError("--curve-client-key needs --curve-server-key")
+        return None
+    import zmq
+
+    from facewatch.publishers.zmq import CurveKeyError, load_keypair, load_public_key
+
+    try:
+        server_public = load_public_key(server_key, "--curve-server-key")
+        public, secret = (load_keypair(client_key, "--curve-client-key") if client_key is not None
+                          else zmq.curve_keypair())
+    except CurveKeyError as exc:
+        raise BadInputError(f"{exc.field}: {exc}") from None
+    return server_public, public, secret
 
 
 class _MqttSource:
@@ -197,7 +276,8 @@ def _tail(args: argparse.Namespace) -> int:
         raise BadInputError(f"--timeout {args.timeout}: must be > 0")
     source: _ZmqSource | _MqttSource = (
         _MqttSource(args.mqtt, args.prefix, args.username) if args.mqtt
-        else _ZmqSource(args.zmq or DEFAULT_ZMQ, args.types, args.cameras))
+        else _ZmqSource(args.zmq or DEFAULT_ZMQ, args.types, args.cameras,
+                        args.curve_server_key, args.curve_client_key))
     deadline = time.monotonic() + args.timeout if args.timeout else None
     collected: list[dict[str, Any]] = []
     seen = 0
@@ -233,6 +313,28 @@ def _tail(args: argparse.Namespace) -> int:
     if args.count is not None and seen < args.count:
         warn(f"stopped after {seen} of {args.count} events")
         return EXIT_FAILURE
+    return 0
+
+
+# -- zmq keygen --------------------------------------------------------------------------------
+
+def _keygen(args: argparse.Namespace) -> int:
+    from facewatch.publishers.zmq import write_keypair
+
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", args.name) or args.name.startswith("."):
+        raise BadInputError(f"--name {args.name!r}: use 1-64 of letters, digits, _ . - "
+                            f"(not starting with .)")
+    for existing in (args.dir / f"{args.name}.key", args.dir / f"{args.name}.key_secret"):
+        if existing.exists():
+            raise BadInputError(f"{existing} already exists; keys are never overwritten "
+                                f"(choose another --name or remove it)")
+    try:
+        public, secret = write_keypair(args.dir, args.name)
+    except OSError as exc:
+        raise BadInputError(f"{args.dir}: cannot write the keys ({exc.strerror})") from None
+    emit(args.json, {"public_key_file": str(public), "secret_key_file": str(secret)},
+         [f"public key (give it to clients, e.g. tail --curve-server-key): {public}",
+          f"key pair (keep it private; outputs.zmq.curve.secret_key_file):  {secret}"])
     return 0
 
 

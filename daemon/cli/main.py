@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -48,6 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     # The daemon's stderr carries what its children and their C libraries (FFmpeg, OpenCV,
     # GStreamer) print; every line of it is redacted on the way out (facewatch.redact).
     restore_stderr = route_stderr() if args.command == "run" else None
+    if args.command == "run":
+        # Everything the daemon and its children create (snapshots, the outbox, gallery caches,
+        # metrics files, sockets) is private: 0600 files in 0700 folders, as the unit's UMask=
+        # does under systemd, also when run by hand.  Explicit modes remain where files are made.
+        os.umask(0o077)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

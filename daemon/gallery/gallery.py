@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,7 @@ class Gallery:
         state = state_dir or default_state_dir(source)
         try:
             state.mkdir(parents=True, exist_ok=True, mode=0o700)
+            _make_private(state)
             cache = AnalysisCache(state / "analysis.sqlite")
         except OSError as exc:
             raise GalleryError(f"{state}: cannot write the gallery's cache ({exc.strerror}); "
@@ -203,6 +205,15 @@ class Gallery:
 
     def person(self, person_id: str) -> PersonSpec | None:
         return next((p for p in self.people if p.id == person_id), None)
+
+
+def _make_private(folder: Path) -> None:
+    """0700 for a state folder that an older version, or a looser umask, left open: it holds
+    embeddings, which are biometric data.  A folder owned by someone else is left alone."""
+    st = folder.stat()
+    if st.st_mode & 0o077 and st.st_uid == os.geteuid():
+        folder.chmod(0o700)
+        log.info("%s: made private (0700); it holds face embeddings", folder)
 
 
 def _enrolment_face(result: CachedFaces, largest: bool) -> int | str:

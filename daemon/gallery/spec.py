@@ -18,6 +18,7 @@ Two layouts are accepted:
 from __future__ import annotations
 
 import glob
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,19 @@ class GallerySpec:
 
 
 def load_gallery_spec(path: Path) -> GallerySpec:
+    """The gallery in `path`; GalleryError (one line, naming the file and field) if unusable."""
+    try:
+        return _load(path)
+    except OSError as exc:  # a folder that cannot be listed, a name too long for the system
+        where = exc.filename if exc.filename is not None else path
+        raise GalleryError(f"{_short(str(where))}: {exc.strerror or exc}") from None
+
+
+def _short(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}..."
+
+
+def _load(path: Path) -> GallerySpec:
     if path.is_dir():
         return _folder_spec(path)
     doc = load_yaml(path, GalleryError)
@@ -82,7 +96,15 @@ def load_gallery_spec(path: Path) -> GallerySpec:
         loc = tuple(err["loc"])
         # pydantic appends the union branch name ("list[str]"/"str") to the location; drop it.
         loc = tuple(p for p in loc if p not in ("list[str]", "str"))
-        raise GalleryError(f"{doc.where(loc)}: {dotted(loc) or 'top level'}: {err['msg']}") from None
+        message = str(err["msg"])
+        if err["type"] == "extra_forbidden" and loc:
+            model = _PersonEntry if len(loc) > 1 else _GalleryFile
+            message = (f"unknown key {str(loc[-1])!r} (allowed: "
+                       f"{', '.join(sorted(model.model_fields))})")
+        # A key may hold anything, a newline included: quote what is not a plain word.
+        shown = dotted(tuple(p if isinstance(p, int) or re.fullmatch(r"[A-Za-z0-9_-]+", p)
+                             else repr(p) for p in loc))
+        raise GalleryError(" ".join(f"{doc.where(loc)}: {shown or 'top level'}: {message}".split())) from None
     base = path.parent
     people: list[PersonSpec] = []
     seen: dict[str, int] = {}
@@ -97,10 +119,15 @@ def load_gallery_spec(path: Path) -> GallerySpec:
             raise GalleryError(f"{where}: people[{i}].images: list at least one image")
         images: list[Path] = []
         for j, pattern in enumerate(patterns):
-            found = _expand(base, pattern)
+            at = f"{doc.where(('people', i, 'images', j))}: people[{i}].images[{j}]"
+            try:
+                found = _expand(base, pattern)
+            except (OSError, RuntimeError) as exc:  # ENAMETOOLONG, ~nosuchuser, EACCES
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                raise GalleryError(f"{at}: {_short(repr(pattern))} is not a usable path "
+                                   f"({reason})") from None
             if not found:
-                raise GalleryError(f"{doc.where(('people', i, 'images', j))}: "
-                                   f"people[{i}].images[{j}]: {pattern!r} matches no image "
+                raise GalleryError(f"{at}: {_short(repr(pattern))} matches no image "
                                    f"(paths are relative to {base})")
             images.extend(p for p in found if p not in images)
         people.append(PersonSpec(entry.id, entry.name or entry.id, entry.metadata, tuple(images)))
@@ -124,8 +151,6 @@ def _images_in(folder: Path) -> list[Path]:
 
 
 def _folder_spec(root: Path) -> GallerySpec:
-    import re
-
     people = []
     for sub in sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")):
         if not re.match(ID_PATTERN, sub.name):

@@ -21,7 +21,8 @@ KEYS = ["cameras", "gallery", "outputs", "state_dir", "inference", "tracking", "
         "snapshots", "metrics", "logging", "version", "name", "url", "fps", "loop", "realtime",
         "zmq", "mqtt", "jsonl", "bind", "allow_remote", "host", "port", "username", "password",
         "password_file", "tls", "ca", "cert", "key", "prefix", "qos", "max_batch", "max_size",
-        "level", "enabled", "path", "home_assistant", "low_score", "high_score"]
+        "level", "enabled", "path", "home_assistant", "low_score", "high_score",
+        "curve", "secret_key_file", "authorized_keys"]
 SCALARS = st.one_of(
     st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=True),
     st.text(max_size=30), st.sampled_from(KEYS),

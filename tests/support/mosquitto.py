@@ -9,7 +9,13 @@
 
 The generated config listens on 127.0.0.1 only, allows anonymous clients unless `users` is
 given, keeps no persistence (a restart forgets retained messages, like a broker whose disk
-was lost) and sets TCP_NODELAY: without it every MQTT round trip waits ~40 ms for Nagle.
+was lost) unless `persistence=True` (then the sessions, subscriptions and queued messages of
+clients with clean_session=False outlive a `stop()` and `start()`, as on a production broker),
+and sets TCP_NODELAY: without it every MQTT round trip waits ~40 ms for Nagle.
+
+With `tls=BrokerTls(ca, cert, key)` the listener speaks TLS only (1.2 or later), with that
+server certificate, and with `require_certificate` (the default) refuses clients without a
+certificate signed by `ca`.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import signal
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -40,14 +47,27 @@ def free_port() -> int:
         return port
 
 
+@dataclass(frozen=True)
+class BrokerTls:
+    """PEM files for a TLS listener: the CA that signs client certificates, and the server's."""
+
+    ca: Path
+    cert: Path
+    key: Path
+    require_certificate: bool = True
+
+
 class Mosquitto:
     host = "127.0.0.1"
 
     def __init__(self, workdir: Path, port: int | None = None,
-                 users: dict[str, str] | None = None) -> None:
+                 users: dict[str, str] | None = None, tls: BrokerTls | None = None,
+                 persistence: bool = False) -> None:
         self.workdir = workdir
         self.port = port if port is not None else free_port()
         self.users = dict(users or {})
+        self.persistence = persistence
+        self.tls = tls
         self._process: subprocess.Popen[bytes] | None = None
         self._log = workdir / f"mosquitto-{self.port}.log"
         self._conf = workdir / f"mosquitto-{self.port}.conf"
@@ -74,12 +94,33 @@ class Mosquitto:
             if self._process.poll() is not None:
                 self._process = None
                 raise RuntimeError(f"mosquitto exited at start: {self.log_tail()}")
-            with contextlib.suppress(OSError), socket.create_connection((self.host, self.port), 0.2):
+            if self._listening():
                 return
             time.sleep(0.02)
         self.kill()
         raise RuntimeError(f"mosquitto did not listen on {self.port} within {timeout_s} s: "
                            f"{self.log_tail()}")
+
+    def _listening(self) -> bool:
+        """Whether the port accepts connections.  With TLS, from the kernel's socket table: a
+        TCP connect without a handshake would leave an error in the broker's log."""
+        if self.tls is not None:
+            wanted = f"0100007F:{self.port:04X}"
+            with contextlib.suppress(OSError):
+                for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+                    fields = line.split()
+                    if fields[1] == wanted and fields[3] == "0A":  # LISTEN
+                        return True
+            return False
+        with contextlib.suppress(OSError), socket.create_connection((self.host, self.port), 0.2):
+            return True
+        return False
+
+    def log_text(self) -> str:
+        try:
+            return self._log.read_text(errors="replace")
+        except OSError:
+            return ""
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """SIGTERM, as `systemctl stop` would: clients see their connection closed."""
@@ -117,8 +158,14 @@ class Mosquitto:
             return ""
 
     def _config(self) -> str:
-        lines = [f"listener {self.port} {self.host}", "set_tcp_nodelay true", "persistence false",
+        lines = [f"listener {self.port} {self.host}", "set_tcp_nodelay true",
                  "log_dest stderr", "log_type error", "log_type warning", "log_type notice"]
+        if self.persistence:
+            # saved at a clean stop (SIGTERM) and every second; kill() may lose the last second
+            lines += ["persistence true", f"persistence_location {self.workdir}/",
+                      f"persistence_file mosquitto-{self.port}.db", "autosave_interval 1"]
+        else:
+            lines.append("persistence false")
         if os.geteuid() == 0:
             lines.append("user root")  # keep root: the dropped-to user cannot read the tmp dir
         if self.users:
@@ -131,6 +178,10 @@ class Mosquitto:
             lines += ["allow_anonymous false", f"password_file {passwords}"]
         else:
             lines.append("allow_anonymous true")
+        if self.tls is not None:
+            lines += [f"cafile {self.tls.ca}", f"certfile {self.tls.cert}",
+                      f"keyfile {self.tls.key}",
+                      f"require_certificate {'true' if self.tls.require_certificate else 'false'}"]
         return "\n".join(lines) + "\n"
 
     def __enter__(self) -> Self:
