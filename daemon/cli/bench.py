@@ -1,4 +1,4 @@
-"""`facewatch bench detect|embed|pipeline`: speed figures on real frames."""
+"""`facewatch bench detect|embed|pipeline|soak`: speed figures on real frames, and a soak run."""
 
 from __future__ import annotations
 
@@ -36,6 +36,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
         pass
     else:
         register_pipeline(bsub, common)
+    try:
+        from facewatch.bench.soak import register as register_soak
+    except ImportError:
+        pass
+    else:
+        register_soak(bsub, common)
 
 
 def _cpu_seconds() -> float:
