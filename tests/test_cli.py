@@ -220,7 +220,7 @@ def test_models_fetch_unreachable_mirror(env: dict[str, str], shared_dir: Path, 
     for net in ("pnet", "rnet", "onet"):  # MTCNN is there already; the GitHub files are not
         shutil.copyfile(shared_dir / "models" / "mtcnn" / f"{net}.pt", dest / "sources" / f"{net}.pt")
     _one_line_error(run(["models", "fetch", "--dest", str(dest), "--mirror", f"http://127.0.0.1:{port}"], env),
-                    f"http://127.0.0.1:{port}/syaringan357/", "download failed", after_progress=True)
+                    f"http://127.0.0.1:{port}/foamliu/", "download failed", after_progress=True)
 
 
 def test_doctor(env: dict[str, str], tmp_path: Path) -> None:

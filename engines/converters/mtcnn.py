@@ -80,7 +80,7 @@ def pack_pyramid(height: int, width: int, scales: list[float]) -> PyramidLayout:
         return PyramidLayout(0, 0, ())
     widest = _even_up(max(w for _, w in sizes))
     best: PyramidLayout | None = None
-    for step in range(0, 41):  # canvas widths from the widest level to twice it
+    for step in range(41):  # canvas widths from the widest level to twice it
         canvas_w = _even_up(int(widest * (1 + step / 40)))
         layout = _maxrects_pack(sizes, scales, canvas_w)
         if best is None or _area(layout) < _area(best):

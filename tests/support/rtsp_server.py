@@ -31,7 +31,7 @@ import gi  # type: ignore[import-untyped]  # PyGObject ships no type information
 gi.require_version("Gst", "1.0")
 gi.require_version("GstApp", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstApp, GstRtspServer  # type: ignore[import-untyped]  # noqa: E402, F401
+from gi.repository import GLib, Gst, GstApp, GstRtspServer  # type: ignore[import-untyped]  # noqa: F401
 
 # After a pause longer than this (the process was SIGSTOPped), the feeder resumes "now"
 # instead of pushing the backlog as fast as it can.
