@@ -71,7 +71,7 @@ def _tree_cpu_seconds(pid: int) -> float:
     return total
 
 
-def _scrape(port: int) -> dict[str, float]:
+def scrape_metrics(port: int) -> dict[str, float]:
     """Prometheus text → {"name{labels}": value}."""
     out: dict[str, float] = {}
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
@@ -139,7 +139,7 @@ def _bench(args: argparse.Namespace) -> int:
                                     f"see {work / 'daemon.log'}")
             if snapshot is None and time.monotonic() >= measure_from:
                 try:
-                    snapshot = (time.monotonic(), _tree_cpu_seconds(proc.pid), _scrape(metrics_port))
+                    snapshot = (time.monotonic(), _tree_cpu_seconds(proc.pid), scrape_metrics(metrics_port))
                     wall_from = time.time()
                 except OSError:
                     measure_from += 1.0  # metrics not up yet (models still loading)
@@ -150,7 +150,7 @@ def _bench(args: argparse.Namespace) -> int:
                 events.append(event)
         if snapshot is None:
             raise BadInputError(f"the daemon never served metrics; see {work / 'daemon.log'}")
-        t1, cpu1, m1 = time.monotonic(), _tree_cpu_seconds(proc.pid), _scrape(metrics_port)
+        t1, cpu1, m1 = time.monotonic(), _tree_cpu_seconds(proc.pid), scrape_metrics(metrics_port)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

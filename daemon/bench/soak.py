@@ -31,11 +31,11 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from facewatch.bench.pipeline import scrape_metrics
 from facewatch.cli.output import emit
 from facewatch.errors import BadInputError, FacewatchError
 
@@ -231,16 +231,6 @@ class Subscriber:
 # -- the run -------------------------------------------------------------------------------------
 
 
-def _scrape(port: int) -> dict[str, float]:
-    out: dict[str, float] = {}
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-        for line in resp.read().decode().splitlines():
-            if line and not line.startswith("#"):
-                key, _, value = line.rpartition(" ")
-                out[key] = float(value)
-    return out
-
-
 def _metric(metrics: dict[str, float], name: str, label: str = "") -> float:
     return sum(v for k, v in metrics.items()
                if k.split("{", 1)[0] == name and label in k)
@@ -358,7 +348,7 @@ def _wait_ready(proc: subprocess.Popen[bytes], port: int, work: Path) -> None:
             raise FacewatchError(f"the daemon exited with code {proc.returncode}; see "
                                  f"{work / 'daemon.log'} (--keep keeps it)")
         try:
-            if _metric(_scrape(port), "facewatch_frames_analysed_total") > 0:
+            if _metric(scrape_metrics(port), "facewatch_frames_analysed_total") > 0:
                 return
         except OSError:
             pass
@@ -418,7 +408,7 @@ def _settle(proc: subprocess.Popen[bytes], port: int, work: Path) -> dict[str, f
     metrics: dict[str, float] = {}
     while time.monotonic() < deadline and proc.poll() is None:
         try:
-            metrics = _scrape(port)
+            metrics = scrape_metrics(port)
         except OSError:
             time.sleep(0.5)
             continue

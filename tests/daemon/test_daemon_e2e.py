@@ -53,6 +53,7 @@ from tests.support.daemon import (
     recognized,
     run_once,
     status_state,
+    unique,
     wait_until,
     write_yaml,
 )
@@ -177,15 +178,6 @@ def open_tracks(events: list[Event], camera: str) -> set[int]:
     return started - {e.track_id for e in events if isinstance(e, TrackEnded)}
 
 
-def unique(events: list[Event]) -> list[Event]:
-    """Events once each, in order (MQTT QoS 1 may deliver one twice)."""
-    seen: set[str] = set()
-    out = []
-    for e in events:
-        if e.event_id not in seen:
-            seen.add(e.event_id)
-            out.append(e)
-    return out
 
 
 def person(gallery_id: str, name: str, image: Path) -> dict[str, Any]:

@@ -57,6 +57,7 @@ from tests.support.daemon import (
     metric_sum,
     metrics_up,
     run_once,
+    unique,
     wait_until,
     write_yaml,
 )
@@ -92,15 +93,6 @@ def status_of(camera: str, *states: str) -> Predicate:
     return lambda e: isinstance(e, CameraStatus) and e.camera == camera and e.state in states
 
 
-def unique(events: list[Event]) -> list[Event]:
-    """Each event once, at its first arrival (MQTT QoS 1 delivers at least once)."""
-    seen: set[str] = set()
-    out = []
-    for e in events:
-        if e.event_id not in seen:
-            seen.add(e.event_id)
-            out.append(e)
-    return out
 
 
 def read_jsonl(path: Path) -> list[Event]:

@@ -5,7 +5,6 @@ gallery` must be able to report any bad input instead of crashing."""
 
 from __future__ import annotations
 
-import copy
 import io
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from PIL import Image
 from facewatch.errors import GalleryError, ImageError
 from facewatch.gallery.spec import GallerySpec, load_gallery_spec
 from facewatch.images import load_image
+from tests.support.yaml_fuzz import mutated, paths_in, structures, yaml_ish_text
 
 FUZZ = settings(max_examples=150, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
@@ -29,40 +29,15 @@ KEYS = ["people", "id", "name", "metadata", "images", "threshold", "version", "t
 PATHS = ["face.jpg", "notes.jpg", "photos", "photos/*.jpg", "photos/", "*.jpg", "missing.jpg",
          "../face.jpg", "~", "~nosuchuser/x.jpg", "a\0b.jpg", "x" * 300 + ".jpg",
          "/".join(["d" * 200] * 30), "[", "**/*.jpg", "photos/**", "/dev/null", "face.jpg/x"]
-SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=True),
-    st.text(max_size=30), st.sampled_from(KEYS), st.sampled_from(PATHS),
-    st.sampled_from(["ada", "Ada Lovelace", "a" * 200, "-x", "ok.id@x", "", "0.3", "1e999"]))
-STRUCTURES = st.recursive(
-    SCALARS,
-    lambda inner: st.one_of(st.lists(inner, max_size=4),
-                            st.dictionaries(st.one_of(st.sampled_from(KEYS), st.text(max_size=8)),
-                                            inner, max_size=5)),
-    max_leaves=25)
-TOKENS = st.sampled_from(
-    ["\n", "  ", "- ", ": ", "{", "}", "[", "]", ",", "'", '"', "#", "&a ", "*a", "!!str ",
-     "!!python/object/apply:os.system ", "? ", "|", ">", "---\n", "\t", "${X}", "null", "~",
-     "yes", "1e999", ".nan", "!!int ", "!!float ", "!!binary ", "!!set ", "<<: ", "\ufeff",
-     "\x00", "\udc80"] + KEYS + PATHS)
-
+NAMES = ["ada", "Ada Lovelace", "a" * 200, "-x", "ok.id@x", "", "0.3", "1e999"]
+STRUCTURES = structures(KEYS, PATHS + NAMES)
 VALID = {"threshold": 0.3, "people": [
     {"id": "ada", "name": "Ada Lovelace", "metadata": {"team": "lab"},
      "images": ["face.jpg", "photos/*.jpg", "photos/"]},
     {"id": "bob", "images": "face.jpg"}]}
 
 
-def _paths(data: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    out = [prefix]
-    if isinstance(data, dict):
-        for key, value in data.items():
-            out += _paths(value, (*prefix, key))
-    elif isinstance(data, list):
-        for i, value in enumerate(data):
-            out += _paths(value, (*prefix, i))
-    return out
-
-
-VALID_PATHS = _paths(VALID)[1:]
+VALID_PATHS = paths_in(VALID)
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +81,7 @@ def test_random_bytes(folder: Path, data: bytes) -> None:
 
 
 @FUZZ
-@given(text=st.lists(TOKENS, max_size=60).map("".join))
+@given(text=yaml_ish_text(["\x00", "\udc80", *KEYS, *PATHS]))
 def test_yaml_ish_text(folder: Path, text: str) -> None:
     check(folder, text)
 
@@ -120,16 +95,7 @@ def test_random_structures(folder: Path, data: Any) -> None:
 @FUZZ
 @given(mutations=st.lists(st.tuples(st.sampled_from(VALID_PATHS), STRUCTURES), min_size=1, max_size=3))
 def test_mutated_gallery(folder: Path, mutations: list[tuple[tuple[Any, ...], Any]]) -> None:
-    data = copy.deepcopy(VALID)
-    for path, value in mutations:
-        node: Any = data
-        try:
-            for part in path[:-1]:
-                node = node[part]
-            node[path[-1]] = value
-        except (KeyError, IndexError, TypeError):
-            continue  # an earlier mutation replaced a parent
-    check(folder, yaml.safe_dump(data, allow_unicode=True))
+    check(folder, yaml.safe_dump(mutated(VALID, mutations), allow_unicode=True))
 
 
 def test_the_valid_gallery_loads(folder: Path) -> None:

@@ -433,3 +433,14 @@ def recognized(identity: str) -> Predicate:
 def camera_state(state: str, camera: str | None = None) -> Predicate:
     return lambda e: (isinstance(e, CameraStatus) and e.state == state
                       and (camera is None or e.camera == camera))
+
+
+def unique(events: list[Event]) -> list[Event]:
+    """Each event once, at its first arrival, in order (MQTT QoS 1 delivers at least once)."""
+    seen: set[str] = set()
+    out = []
+    for e in events:
+        if e.event_id not in seen:
+            seen.add(e.event_id)
+            out.append(e)
+    return out
