@@ -19,7 +19,8 @@ on `<discovery_prefix>/status`.
 Delivery: with QoS 1 the broker acknowledges each message (PUBACK); once every message of an
 event is acknowledged, `on_ack(event_id)` is called, in paho's network thread.  While the
 broker is away, QoS 1/2 messages wait in memory (at most `max_queued` messages) and are sent
-after reconnecting; they are lost if the process ends first.  An unreachable broker at start
+after reconnecting; they are lost if the process ends first, which is why the daemon puts
+the on-disk outbox (`publishers.delivery`) in front of this class.  An unreachable broker at start
 neither blocks nor fails `start()`: one warning is logged and paho keeps retrying with an
 exponential backoff.  The warning says why (unreachable, the broker's certificate refused,
 our client certificate refused, wrong user or password) and is repeated only when the reason
@@ -367,9 +368,10 @@ class MqttPublisher:
             log.debug("%s (attempt %d)", why, self._failed_attempts)
             return
         self._last_failure = why
-        log.warning("%s; events wait in memory (up to %d messages) and paho retries in the "
-                    "background every %d-%d s", why, self.max_queued, self.reconnect_min_s,
-                    self.reconnect_max_s)
+        # The daemon keeps undelivered events in its on-disk outbox (publishers.delivery);
+        # this transport itself holds at most `max_queued` messages.
+        log.warning("%s; undelivered events are kept and paho retries in the background "
+                    "every %d-%d s", why, self.reconnect_min_s, self.reconnect_max_s)
 
     def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: ReasonCode,
                        _properties: Any) -> None:
