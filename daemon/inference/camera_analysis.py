@@ -8,8 +8,9 @@ embedding) updates identities and returns the events.
 
 from __future__ import annotations
 
+import itertools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,7 +64,8 @@ class _Pending:
 
 class CameraAnalysis:
     def __init__(self, camera: str, settings: AnalysisSettings, matcher: Any,
-                 snapshots: SnapshotStore | None, metadata_of: Any = None) -> None:
+                 snapshots: SnapshotStore | None, metadata_of: Any = None,
+                 track_ids: Iterator[int] | None = None) -> None:
         self.camera = camera
         self.tracker = FaceTracker(settings.tracker)
         self.policy = EmbedPolicy(settings.policy)
@@ -84,8 +86,9 @@ class CameraAnalysis:
         # cut in edited video, two people crossing), the identity stage says so and the
         # published track is split: the old one ends and a new one starts.  Published track
         # ids therefore map from the tracker's, and must not repeat across engine restarts
-        # (consumers key on them): they count up from the wall clock in milliseconds.
-        self._next_id = int(time.time() * 1000)
+        # or cameras (consumers key on them): the engine hands every camera the same counter,
+        # which starts at the wall clock in milliseconds.
+        self._track_ids = track_ids if track_ids is not None else new_track_ids()
         self._published: dict[int, int] = {}  # tracker id → published id
         self._segment_start: dict[int, float] = {}  # tracker id → capture ts of its segment
 
@@ -150,10 +153,10 @@ class CameraAnalysis:
 
     def _start_segment(self, track_id: int, first_ts: float, ts: float,
                        bbox: Sequence[float], score: float) -> TrackStarted:
-        self._next_id += 1
-        self._published[track_id] = self._next_id
+        published = next(self._track_ids)
+        self._published[track_id] = published
         self._segment_start[track_id] = first_ts
-        return TrackStarted(camera=self.camera, ts=ts, track_id=self._next_id, bbox=_box(bbox),
+        return TrackStarted(camera=self.camera, ts=ts, track_id=published, bbox=_box(bbox),
                             score=score)
 
     def _split(self, decision: Changed, pending: _Pending) -> list[Event]:
@@ -226,6 +229,11 @@ class CameraAnalysis:
             self._snapshot_path.pop(tid, None)
             self._seen_box.pop(tid, None)
         return events
+
+
+def new_track_ids() -> Iterator[int]:
+    """Published track ids: one counter per engine, shared by its cameras."""
+    return itertools.count(int(time.time() * 1000) + 1)
 
 
 def _box(box: Sequence[float]) -> tuple[float, float, float, float]:

@@ -31,7 +31,7 @@ from facewatch.gallery.gallery import Gallery
 from facewatch.gallery.watch import GalleryWatcher
 from facewatch.identity import GalleryMatcher, IdentitySettings
 from facewatch.inference.batcher import BatchSettings, FrameBatcher
-from facewatch.inference.camera_analysis import AnalysisSettings, CameraAnalysis
+from facewatch.inference.camera_analysis import AnalysisSettings, CameraAnalysis, new_track_ids
 from facewatch.metrics import Metrics
 from facewatch.pipeline import FacePipeline
 from facewatch.snapshots import SnapshotStore
@@ -97,8 +97,9 @@ class Engine:
                                       config.snapshots.jpeg_quality)
         settings = analysis_settings(config)
         matcher = GalleryMatcher(self.gallery)
+        track_ids = new_track_ids()  # one counter: track ids unique across cameras
         self.cameras = {c.name: CameraAnalysis(c.name, settings, matcher, snapshots,
-                                               _metadata(self.gallery))
+                                               _metadata(self.gallery), track_ids)
                         for c in config.enabled_cameras}
         self.rings = {cam: FrameRing.attach(name) for cam, name in channels.rings.items()}
         live = frozenset(c.name for c in config.enabled_cameras if c.name not in channels.lossless)

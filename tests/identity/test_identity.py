@@ -563,3 +563,26 @@ def test_events_name_the_detected_box_not_the_trackers_estimate() -> None:
     assert {type(e) for e in named} == {TrackStarted, FaceRecognized}
     for e in named:
         assert e.bbox in seen, f"{e.type} names {e.bbox}, which no detection had"
+
+
+def test_cameras_of_one_engine_never_share_a_track_id() -> None:
+    """Both cameras start a track in the same millisecond: the shared counter keeps them apart."""
+    from facewatch.events.records import TrackStarted
+    from facewatch.inference.camera_analysis import AnalysisSettings, CameraAnalysis, new_track_ids
+    from facewatch.pipeline import AnalyzedFaces
+    from facewatch.records import Detections
+
+    ids = new_track_ids()
+    cameras = [CameraAnalysis(name, AnalysisSettings(), gallery(a=A), None, track_ids=ids)
+               for name in ("door", "yard")]
+    box = np.array([[100.0, 50.0, 160.0, 130.0]], np.float32)
+    marks = np.array([[[120, 80], [140, 80], [130, 95], [122, 110], [138, 110]]], np.float32)
+    faces = AnalyzedFaces(Detections(box, np.array([0.99], np.float32), marks),
+                          np.zeros((1, 112, 112, 3), np.uint8), np.array([0.9]), None)
+    started: list[int] = []
+    for i in range(6):
+        for camera in cameras:
+            crops, events = camera.select(np.zeros((360, 640, 3), np.uint8), faces, 1000.0 + 0.1 * i)
+            camera.apply(np.zeros((len(crops), DIM), np.float32))
+            started += [e.track_id for e in events if isinstance(e, TrackStarted)]
+    assert len(started) == 2 and len(set(started)) == 2
