@@ -13,7 +13,6 @@ Every password it sees (the MQTT one, those in camera URLs) is handed to
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from facewatch.config.mqtt import MQTT_PASSWORD_CREDENTIAL, MqttOutput, TlsFileE
 from facewatch.config.outputs import ZmqOutput
 from facewatch.errors import ConfigError
 from facewatch.streams.urls import SourceKind, without_credentials
-from facewatch.yamlfile import Location, dotted
+from facewatch.yamlfile import Location, dotted, read_small_text
 
 MODELS_ENV = "FACEWATCH_MODELS"  # as facewatch.engines.store
 MAX_SECRET_BYTES = 64 * 1024
@@ -144,22 +143,7 @@ def read_secret(path: Path, config: DaemonConfig, loc: Location) -> SecretStr:
 
 
 def _read_secret(path: Path) -> SecretStr:
-    try:
-        st = path.stat()
-        if not stat.S_ISREG(st.st_mode):  # a FIFO or /dev/zero would never end
-            raise ValueError(f"{path} is not a regular file")
-        size = st.st_size
-        if size > MAX_SECRET_BYTES:
-            raise ValueError(f"{path} is {size:,} bytes, too large for a secret")
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such file") from None
-    except PermissionError:
-        raise ValueError(f"{path}: permission denied") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"{path} is not UTF-8 text") from None
-    except OSError as exc:
-        raise ValueError(f"{path}: {exc.strerror}") from None
+    text = read_small_text(path, MAX_SECRET_BYTES, "a secret", regular_only=True)
     secret = text.removesuffix("\n").removesuffix("\r")
     if not secret:
         raise ValueError(f"{path} is empty")

@@ -6,6 +6,7 @@ ourselves lets us record, for every path like ("people", 2, "images"), the line 
 
 from __future__ import annotations
 
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,20 +43,35 @@ def dotted(loc: Location) -> str:
     return out
 
 
+def read_small_text(path: Path, max_bytes: int, kind: str, *, regular_only: bool = False) -> str:
+    """The UTF-8 text of a small file the user named (a YAML file, a secret), or ValueError
+    with one line that starts with the path and says what is wrong.  `regular_only` refuses
+    FIFOs and devices (a secret read from /dev/zero would never end); YAML may come from a
+    pipe (`facewatch config check <(...)`)."""
+    try:
+        st = path.stat()
+        if stat.S_ISDIR(st.st_mode):
+            raise ValueError(f"{path}: is a directory, expected {kind}")
+        if regular_only and not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"{path}: not a regular file, expected {kind}")
+        if st.st_size > max_bytes:
+            raise ValueError(f"{path}: {st.st_size:,} bytes is too large for {kind}")
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file") from None
+    except PermissionError:
+        raise ValueError(f"{path}: permission denied") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise ValueError(f"{path}: {exc.strerror or exc}") from None
+
+
 def load_yaml(path: Path, error: type[BadInputError] = BadInputError) -> YamlDocument:
     try:
-        size = path.stat().st_size
-        if size > MAX_YAML_BYTES:
-            raise error(f"{path}: {size:,} bytes is too large for a YAML file here")
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise error(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise error(f"{path}: is a directory, expected a YAML file") from None
-    except PermissionError:
-        raise error(f"{path}: permission denied") from None
-    except UnicodeDecodeError as exc:
-        raise error(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        text = read_small_text(path, MAX_YAML_BYTES, "a YAML file")
+    except ValueError as exc:
+        raise error(str(exc)) from None
     return parse_yaml(text, path, error)
 
 
