@@ -241,6 +241,10 @@ def test_bench_json(env: dict[str, str], shared_dir: Path, examples: Path) -> No
     detect = run_json(["bench", "detect", "--source", str(shared_dir / "data" / "videos" /
                                                            "short_hamilton_clip.mp4"), "--frames", "3"], env)
     assert detect["frames"] == 3 and detect["frame_size"] == [640, 360]
+    stages = detect["ms_per_frame_mean_by_stage"]
+    assert set(stages) == {"pnet", "rnet", "onet", "outside_networks"}
+    assert all(v > 0 for v in stages.values())
+    assert detect["inputs_per_frame_mean"]["pnet"] == 1  # the whole pyramid in one canvas
     embed = run_json(["bench", "embed", "--source", str(examples / "obama2.jpg"), "--seconds", "0.2",
                       "--batch", "2"], env)
     assert embed["batch"] == 2 and embed["faces"] >= 2 and embed["embedder"] == "mobilefacenet-foamliu"
