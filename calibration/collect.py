@@ -15,7 +15,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
@@ -166,11 +165,3 @@ def collect(pipeline: FacePipeline, frames: Iterable[np.ndarray], source: str, t
         out.samples[net] = [x for i, x in enumerate(items) if i % 5 != 4]
         out.held_out[net] = [x for i, x in enumerate(items) if i % 5 == 4]
     return out
-
-
-def model_paths(pipeline: FacePipeline) -> dict[str, Path]:
-    det = pipeline.detector
-    paths = {"pnet": det.pnet.model_path, "rnet": det.rnet.model_path, "onet": det.onet.model_path}
-    if pipeline.embedder is not None:
-        paths["embedder"] = pipeline.embedder.runner.model_path
-    return paths

@@ -31,10 +31,6 @@ class InferenceConfig(Section):
     max_wait_ms: float = Field(
         default=20.0, ge=0, le=1000,
         description="Longest a frame waits for a batch to fill before the batch runs anyway.")
-    max_per_camera: int | None = Field(
-        default=None, ge=1, le=64,
-        description="Most frames one camera may put in a batch, so a busy camera cannot starve "
-                    "the others; default: max_batch (no cap).")
     models_dir: ConfigPath | None = Field(
         default=None, description="Folder of <name>.onnx + <name>.json models; default: $FACEWATCH_MODELS "
                           "or the per-user data folder, as for the CLI.")
@@ -51,17 +47,10 @@ class InferenceConfig(Section):
 
     @model_validator(mode="after")
     def _check_combination(self) -> InferenceConfig:
-        if self.max_per_camera is not None and self.max_per_camera > self.max_batch:
-            raise located_error(("max_per_camera",),
-                                f"must not exceed max_batch ({self.max_batch})")
         if self.precision == "fp16" and self.backend != "tensorrt":
             raise located_error(("precision",), "fp16 needs backend: tensorrt; on ONNX Runtime "
                                                 "use fp32 or int8")
         return self
-
-    @property
-    def per_camera_cap(self) -> int:
-        return self.max_per_camera if self.max_per_camera is not None else self.max_batch
 
     def backend_options(self) -> BackendOptions:
         return BackendOptions(backend=self.backend, precision=self.precision,

@@ -277,10 +277,6 @@ class FrameRing:
 
     # -- lifetime -------------------------------------------------------------------------
 
-    @property
-    def is_owner(self) -> bool:
-        return self._owner is not None
-
     def close(self) -> None:
         """Unmap the ring; the owner also unlinks it (attached processes keep their mapping)."""
         if self._closed:

@@ -129,7 +129,7 @@ def remove_person(person_id: str) -> Change:
             return None  # type: ignore[return-value]
         lines = text.splitlines(keepends=True)
         starts = [people.lc.item(i)[0] for i in range(len(people))]
-        end_of_people = _end_of_block(lines, people.lc.line if starts else 0, data)
+        end_of_people = _end_of_block(lines, data)
         cut: set[int] = set()
         for i in found:
             start = _dash_line(lines, starts[i])
@@ -162,7 +162,7 @@ def _dash_line(lines: list[str], line: int) -> int:
     return line
 
 
-def _end_of_block(lines: list[str], people_line: int, data: dict[str, Any]) -> int:
+def _end_of_block(lines: list[str], data: dict[str, Any]) -> int:
     """The line of the first top-level key after `people:`, or the end of the file."""
     keys = list(data.keys())
     after = keys[keys.index("people") + 1:] if "people" in keys else []

@@ -123,10 +123,6 @@ class CameraReader:
         self._stop.set()
 
     @property
-    def frames_handed_on(self) -> int:
-        return self._seq
-
-    @property
     def frames_decoded(self) -> int:
         """Every frame the decoder produced, including those decimation skipped."""
         return self._decoded

@@ -117,7 +117,6 @@ class Child:
     args: tuple[Any, ...]
     ctx: ChildContext
     process: SpawnProcess | None = None
-    started_at: float = 0.0
     restarts: list[float] = field(default_factory=list)
     next_start: float = 0.0  # monotonic time before which it must not be restarted
     finished: bool = False  # ended by itself with nothing left to do (a file that ended)
@@ -129,7 +128,6 @@ class Child:
         self.process = SPAWN.Process(target=child_entry, args=(self.ctx, self.target, self.args),
                                      name=f"facewatch.{self.role}", daemon=False)
         self.process.start()
-        self.started_at = time.monotonic()
 
     def alive(self) -> bool:
         return self.process is not None and self.process.is_alive()
