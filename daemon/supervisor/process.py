@@ -29,14 +29,48 @@ SPAWN: SpawnContext = mp.get_context("spawn")
 HEARTBEAT_TIMEOUT_S = 20.0
 
 
+class SharedFlag:
+    """An event flag shared with child processes that takes no lock.
+
+    multiprocessing.Event takes a process-shared lock in `is_set()` and `set()`.  A child that
+    exits, is killed, or is signalled while one of its threads holds it leaves it locked for
+    good, and the supervisor then hangs in `set()` when it stops that child: seen when SIGTERM
+    reached the whole process group at once (`timeout`, systemd's default KillMode).  One byte
+    of shared memory needs no lock: it is written whole, and readers poll it."""
+
+    POLL_S = 0.05
+
+    def __init__(self) -> None:
+        self._value = SPAWN.RawValue(ctypes.c_bool, False)
+
+    def set(self) -> None:
+        self._value.value = True
+
+    def clear(self) -> None:
+        self._value.value = False
+
+    def is_set(self) -> bool:
+        return bool(self._value.value)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """True once set; False if `timeout` seconds pass first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.is_set():
+            left = self.POLL_S if deadline is None else deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(left, self.POLL_S))
+        return True
+
+
 @dataclass
 class ChildContext:
     """What a child receives; everything in it must survive pickling for spawn."""
 
     role: str
-    stop_event: Any  # multiprocessing.Event
-    heartbeat: Any  # multiprocessing.Value('d'): time.monotonic() of the last beat
-    ready_event: Any  # multiprocessing.Event: set once the role is up
+    stop_event: SharedFlag
+    heartbeat: Any  # a lock-free shared double (see SharedFlag): time.monotonic() of the last beat
+    ready_event: SharedFlag  # set once the role is up
     log_queue: Any  # multiprocessing.Queue of LogRecords for the supervisor's listener
     log_level: int = logging.INFO
     extra: dict[str, Any] = field(default_factory=dict)
@@ -155,6 +189,6 @@ class Child:
 
 
 def make_context(role: str, log_queue: Any, log_level: int, **extra: Any) -> ChildContext:
-    return ChildContext(role=role, stop_event=SPAWN.Event(), heartbeat=SPAWN.Value("d", 0.0),
-                        ready_event=SPAWN.Event(), log_queue=log_queue, log_level=log_level,
+    return ChildContext(role=role, stop_event=SharedFlag(), heartbeat=SPAWN.RawValue("d", 0.0),
+                        ready_event=SharedFlag(), log_queue=log_queue, log_level=log_level,
                         extra=extra)

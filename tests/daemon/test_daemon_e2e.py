@@ -475,6 +475,32 @@ def test_children_stop_when_the_supervisor_is_killed(tmp_path: Path, models_dir:
         events.close()
 
 
+def test_sigterm_to_every_process_at_once_stops_cleanly(tmp_path: Path, models_dir: Path,
+                                                        lin: dict[str, Any]) -> None:
+    """systemd's default KillMode sends SIGTERM to every process of the unit at once.  A
+    child waiting out its reconnection backoff (a camera that is down) then stops while the
+    supervisor stops it too: with multiprocessing.Event as the stop flag, the child's signal
+    handler deadlocked inside the wait it interrupted, holding the flag's lock, and the
+    supervisor hung on that lock for good (3 runs of 3)."""
+    write_yaml(tmp_path / "gallery.yaml", {"people": [lin]})
+    zmq_port = free_port()
+    down = f"rtsp://127.0.0.1:{free_port()}/door"  # nothing listens there
+    config = daemon_config(tmp_path / "config.yaml", [{"name": "door", "url": down}],
+                           zmq_port=zmq_port)
+    events = ZmqEvents(f"tcp://127.0.0.1:{zmq_port}")
+    try:
+        with DaemonProcess(config, models_dir, tmp_path) as daemon:
+            events.follow(daemon)
+            daemon.start()
+            events.wait_for(camera_state("reconnecting", "door"), FIRST_EVENT_S,
+                            "the camera reconnecting")
+            time.sleep(2.0)  # attempts fail at once; by now the source waits 2 s for the third
+            daemon.send_to_group(signal.SIGTERM)
+            assert daemon.wait(STOP_BUDGET_S) == 0, daemon.log_tail()
+    finally:
+        events.close()
+
+
 # -- gallery edits while the daemon runs --------------------------------------------------------
 
 GALLERY_BYTES = 4096

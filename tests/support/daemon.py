@@ -115,6 +115,13 @@ class DaemonProcess:
             raise RuntimeError("the daemon is not started")
         self._process.send_signal(signum)
 
+    def send_to_group(self, signum: int) -> None:
+        """Signal the daemon and all its children at once, as systemd's default
+        KillMode=control-group and `timeout` do (the daemon leads its own session)."""
+        if self._process is None:
+            raise RuntimeError("the daemon is not started")
+        os.killpg(self._process.pid, signum)
+
     def terminate(self) -> None:
         self.send(signal.SIGTERM)
 
