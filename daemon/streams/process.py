@@ -17,7 +17,7 @@ from typing import Any
 
 from facewatch.frames.ring import FrameRing, FrameTooLargeError
 from facewatch.metrics import Metrics
-from facewatch.streams.reader import CameraFrame, CameraReader, StreamStatus
+from facewatch.streams.reader import CameraFrame, CameraReader, StreamState, StreamStatus
 from facewatch.streams.settings import StreamSettings
 from facewatch.supervisor.process import ChildContext
 
@@ -61,6 +61,7 @@ def run_source(ctx: ChildContext, camera: str, settings: StreamSettings,
     queue_full = metrics.frames_dropped.labels(camera, "queue_full")
     counted = 0
     oversize_warned = False
+    last_logged: tuple[str, str] | None = None
     try:
         for record in reader:
             ctx.beat()
@@ -68,6 +69,7 @@ def run_source(ctx: ChildContext, camera: str, settings: StreamSettings,
             counted = reader.frames_decoded
             if isinstance(record, StreamStatus):
                 channels.statuses.put(record)
+                last_logged = _log_status(record, settings.shown_url, last_logged)
                 if not ctx.ready_event.is_set():
                     ctx.ready()  # "opened": online or not, this camera has reported
                 continue
@@ -92,6 +94,19 @@ def run_source(ctx: ChildContext, camera: str, settings: StreamSettings,
                 queue_full.inc()
     finally:
         ring.close()
+
+
+def _log_status(status: StreamStatus, url: str, last: tuple[str, str] | None) -> tuple[str, str]:
+    """Log a camera's change of state for whoever reads the journal (consumers get the
+    camera.status events).  A camera that stays away is one warning, not one per retry: the
+    same state and cause again is logged at debug level only."""
+    key = (status.state.value, status.cause)
+    retry = f"; retrying in {status.retry_in_s:g} s" if status.retry_in_s is not None else ""
+    level = logging.INFO if status.state is StreamState.ONLINE or status.cause in ("eof", "stopped") \
+        else logging.WARNING
+    log.log(level if key != last else logging.DEBUG, "camera %s (%s) is %s: %s%s",
+            status.camera, url, status.state.value, status.reason, retry)
+    return key
 
 
 def _wait_for_room(ctx: ChildContext, ring: FrameRing, credit: LosslessCredit) -> bool:

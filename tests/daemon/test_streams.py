@@ -366,3 +366,27 @@ def test_unreachable_at_start_reports_and_backs_off(collect: Callable[[CameraRea
     assert [s.retry_in_s for s in reports] == [0.1, 0.2, 0.4, 0.4]
     assert all(s.reason.startswith("unreachable: ") and "hunter2" not in s.reason for s in reports)
     assert reports[3].at - reports[0].at >= 0.1 + 0.2 + 0.4 - 0.05
+
+
+def test_a_camera_that_stays_away_is_one_warning_in_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    """The journal says when a camera goes away and comes back, not once per retry."""
+    import logging
+
+    from facewatch.streams.process import _log_status
+    from facewatch.streams.reader import StreamState, StreamStatus
+
+    def status(state: StreamState, cause: str, reason: str) -> StreamStatus:
+        return StreamStatus("door", state, cause, reason, 0.0,  # type: ignore[arg-type]
+                            retry_in_s=1.0 if state is StreamState.RECONNECTING else None)
+
+    url = "rtsp://user:***@127.0.0.1:1/x"
+    last = None
+    with caplog.at_level(logging.DEBUG, logger="facewatch.streams.process"):
+        for record in [status(StreamState.RECONNECTING, "unreachable", "unreachable: refused")] * 3 + [
+                status(StreamState.ONLINE, "connected", "online"),
+                status(StreamState.RECONNECTING, "stalled", "no frames for 10 s")]:
+            last = _log_status(record, url, last)
+    seen = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert [level for level, _ in seen] == ["WARNING", "DEBUG", "DEBUG", "INFO", "WARNING"]
+    assert seen[0][1] == f"camera door ({url}) is reconnecting: unreachable: refused; retrying in 1 s"
+    assert seen[3][1] == f"camera door ({url}) is online: online"
