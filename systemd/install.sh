@@ -33,7 +33,10 @@ install -d -m 0700 -o facewatch -g facewatch "$state" "$state/models"
 install -d -m 0755 "$etc"
 
 echo "== virtualenv in $prefix/venv"
-python3 -m venv "$prefix/venv"
+# Debian's own interpreter, not whichever python3 comes first on root's PATH: a pyenv or
+# conda one lives under /root, which the facewatch user cannot enter, so the service could
+# not even start its interpreter.
+/usr/bin/python3 -m venv "$prefix/venv"
 "$prefix/venv/bin/pip" install -q --upgrade pip
 "$prefix/venv/bin/pip" install -q "$repo[gstreamer]"
 install -m 0644 "$repo/README.md" "$prefix/README.md"
