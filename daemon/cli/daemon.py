@@ -114,13 +114,30 @@ def _check(args: argparse.Namespace) -> int:
     public = config.public_dict()
     cameras = ", ".join(f"{c['name']} ({c['url']})" + ("" if c["enabled"] else " disabled")
                         for c in public["cameras"])
-    emit(args.json, {"file": str(args.file), "valid": True, "config": public},
+    # The gallery is a file of its own, edited while the daemon runs; the config is valid
+    # without it, but say now what `facewatch run` would refuse to start with.
+    gallery_problem = _gallery_problem(config.gallery)
+    gallery = f"{config.gallery}" + (f"  (warning: {gallery_problem})" if gallery_problem else "")
+    emit(args.json, {"file": str(args.file), "valid": True, "config": public,
+                     "gallery_problem": gallery_problem},
          [f"{args.file}: valid",
           f"  cameras: {cameras}",
-          f"  gallery: {config.gallery}",
+          f"  gallery: {gallery}",
           f"  outputs: {', '.join(described) or 'none'}",
           f"  state:   {config.state_dir}"])
     return 0
+
+
+def _gallery_problem(path: Path) -> str | None:
+    """Why the gallery YAML cannot be used as it stands (people, image paths), or None."""
+    from facewatch.errors import GalleryError
+    from facewatch.gallery.spec import load_gallery_spec
+
+    try:
+        load_gallery_spec(path)
+    except GalleryError as exc:
+        return str(exc)
+    return None
 
 
 # -- tail -------------------------------------------------------------------------------------

@@ -414,6 +414,22 @@ def test_config_check_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert document["exit_code"] == EXIT_CONFIG and f"{bad}:4: cameras[1].name" in document["error"]
 
 
+def test_config_check_warns_about_the_gallery(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The config is valid without its gallery, but `run` would refuse to start: say so."""
+    config = write(tmp_path, BASE, "config.yaml")
+    gallery = tmp_path / "gallery.yaml"
+    assert not gallery.exists()
+    assert main(["config", "check", str(config), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["gallery_problem"] == f"{gallery}: no such file"
+    gallery.write_text("people:\n  - id: ada\n    images: [nobody.jpg]\n")
+    assert main(["config", "check", str(config)]) == 0
+    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("  gallery:")]
+    assert len(line) == 1 and "warning:" in line[0] and "nobody.jpg" in line[0]
+    gallery.write_text("people: []\n")
+    assert main(["config", "check", str(config), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["gallery_problem"] is None
+
+
 def test_config_check_as_a_process(tmp_path: Path) -> None:
     import subprocess
     import sys
