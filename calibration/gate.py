@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from facewatch.boxes import iou_matrix
-from facewatch.detection.mtcnn import MtcnnDetector, MtcnnSettings
+from facewatch.detection.detector import MtcnnDetector, MtcnnSettings
 from facewatch.engines.backends.base import Runner
 from facewatch.errors import BadInputError
 

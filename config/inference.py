@@ -11,7 +11,7 @@ from facewatch.engines.backends.base import BackendName, BackendOptions, Precisi
 from facewatch.engines.catalog import DEFAULT_EMBEDDER
 
 if TYPE_CHECKING:
-    from facewatch.detection.mtcnn import MtcnnSettings
+    from facewatch.detection.detector import MtcnnSettings
     from facewatch.pipeline import PipelineSettings
 
 
@@ -57,7 +57,7 @@ class InferenceConfig(Section):
                               intra_op_threads=self.threads, device=self.device)
 
     def detector_settings(self) -> MtcnnSettings:
-        from facewatch.detection.mtcnn import MtcnnSettings
+        from facewatch.detection.detector import MtcnnSettings
 
         return MtcnnSettings(min_face=self.min_face, scale_factor=self.scale_factor)
 

@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from facewatch.alignment.five_point import align_faces
-from facewatch.detection.mtcnn import MtcnnDetector, MtcnnSettings
+from facewatch.detection.detections import Detections
+from facewatch.detection.detector import MtcnnDetector, MtcnnSettings
+from facewatch.detection.quality import face_quality
 from facewatch.embedding.embedder import Embedder
 from facewatch.engines import catalog
 from facewatch.engines.backends.base import BackendOptions
 from facewatch.engines.store import ModelStore
-from facewatch.quality import face_quality
-from facewatch.records import Detections
 
 
 @dataclass(frozen=True)

@@ -48,10 +48,10 @@ class _Recipe:
 def _mtcnn_recipe(net: str, pinned: catalog.PinnedFile, shape: list[int | str],
                   outputs: list[str]) -> _Recipe:
     def build(paths: list[Path]) -> onnx.ModelProto:
-        from facewatch.engines.builders import mtcnn
+        from facewatch.engines.builders import mtcnn_nets
         from facewatch.engines.readers.torch_legacy import load_state_dict
 
-        model: onnx.ModelProto = getattr(mtcnn, f"build_{net}")(load_state_dict(paths[0]))
+        model: onnx.ModelProto = getattr(mtcnn_nets, f"build_{net}")(load_state_dict(paths[0]))
         return model
 
     return _Recipe(catalog.MTCNN_NAMES[net], f"mtcnn.{net}", (pinned,), build,  # type: ignore[arg-type]

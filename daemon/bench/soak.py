@@ -7,7 +7,7 @@ on N file cameras playing one video in real time and in a loop.  Its events go t
 broker the bench starts itself (with persistence, so that a restart loses no session) and to
 a JSON-lines file.  Meanwhile the bench samples the resident memory and the open file
 descriptors of the daemon's whole process tree, and with `--faults` it provokes, in turn
-every `--fault-every` seconds: SIGKILL of the engine, SIGKILL of one stream process, and the
+every `--fault-every` seconds: SIGKILL of the inference process, SIGKILL of one stream process, and the
 broker stopped for `--outage` seconds.
 
 At the end (broker up, faults over) it waits for the outbox to empty, stops the daemon, and
@@ -57,7 +57,7 @@ def register(bsub: argparse._SubParsersAction[argparse.ArgumentParser],
     p.add_argument("--gallery", type=Path, metavar="G",
                    help="gallery to recognise against (default: an empty one)")
     p.add_argument("--faults", action="store_true",
-                   help="kill the engine, kill a stream process, stop the broker, in turn")
+                   help="kill the inference process, kill a stream process, stop the broker, in turn")
     p.add_argument("--fault-every", type=float, default=30.0, metavar="S",
                    help="seconds between faults (default: 30)")
     p.add_argument("--outage", type=float, default=20.0, metavar="S",
@@ -244,7 +244,7 @@ class Faults:
     _next: int = 0
 
     def next_kind(self) -> str:
-        kind = ("engine", "stream", "broker")[self._next % 3]
+        kind = ("inference", "stream", "broker")[self._next % 3]
         self._next += 1
         return kind
 
@@ -376,15 +376,15 @@ def _loop(args: argparse.Namespace, proc: subprocess.Popen[bytes], broker: Broke
             faults.done.append((now - start, "broker started"))
         if args.faults and now >= next_fault and broker_back_at is None:
             kind = faults.next_kind()
-            if kind == "engine":
-                _kill(proc.pid, "engine")
+            if kind == "inference":
+                _kill(proc.pid, "inference")
             elif kind == "stream":
                 _kill(proc.pid, f"source:s{stream % args.streams}")
                 stream += 1
             else:
                 broker.stop()
                 broker_back_at = now + args.outage
-            faults.done.append((now - start, {"engine": "engine killed",
+            faults.done.append((now - start, {"inference": "inference killed",
                                               "stream": "stream process killed",
                                               "broker": "broker stopped"}[kind]))
             next_fault = now + args.fault_every

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from facewatch.detection.mtcnn import MtcnnSettings
+from facewatch.detection.detector import MtcnnSettings
 from facewatch.engines import catalog
 from facewatch.engines.backends.base import BackendName, BackendOptions, Precision
 from facewatch.engines.store import ModelStore
@@ -32,7 +32,7 @@ def add_recognition_options(parser: argparse.ArgumentParser, embedder: bool = Tr
 def add_backend_options(g: argparse._ActionsContainer) -> None:
     g.add_argument("--backend", choices=["onnxruntime", "tensorrt"], default="onnxruntime",
                    help="inference backend (default: onnxruntime; tensorrt needs an NVIDIA GPU "
-                        "and engines from `facewatch engines build`)")
+                        "and engines from `facewatch tensorrt build`)")
     g.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp32",
                    help="fp32 (default); int8 runs the models `facewatch calibrate` made; "
                         "fp16 needs --backend tensorrt")
@@ -69,3 +69,12 @@ def settings_from(args: argparse.Namespace) -> PipelineSettings:
 
 def pipeline_from(args: argparse.Namespace, with_embedder: bool = True) -> FacePipeline:
     return FacePipeline.load(settings_from(args), store_from(args), with_embedder=with_embedder)
+
+
+def without_options(parent: argparse.ArgumentParser, *options: str) -> argparse.ArgumentParser:
+    """A copy of the common options without those that do nothing for a command."""
+    trimmed = argparse.ArgumentParser(add_help=False)
+    for action in parent._actions:
+        if not set(action.option_strings) & set(options):
+            trimmed._add_action(action)
+    return trimmed

@@ -27,7 +27,7 @@ def _onnxruntime() -> dict[str, Any]:
 
 def _tensorrt() -> dict[str, Any]:
     try:
-        from facewatch.engines.backends.gpu import gpu_problem
+        from facewatch.engines.backends.tensorrt.cuda import gpu_problem
     except ImportError:
         return {"ok": False, "problem": "not built into this version"}
     problem = gpu_problem()

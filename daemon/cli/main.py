@@ -17,8 +17,8 @@ from facewatch import __version__
 from facewatch.errors import EXIT_BAD_INPUT, EXIT_FAILURE, FacewatchError
 from facewatch.redact import install_filter, redact, route_stderr
 
-_COMMAND_MODULES = ("models", "oneshot", "gallery", "evaluate", "bench", "doctor", "daemon", "run",
-                    "calibrate", "engines")
+_COMMAND_MODULES = ("models", "oneshot", "gallery", "evaluate", "bench", "doctor", "config_check",
+                    "tail", "zmq_keys", "run", "calibrate", "tensorrt")
 
 
 def build_parser() -> argparse.ArgumentParser:

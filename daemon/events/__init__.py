@@ -12,7 +12,7 @@ from facewatch.events.codec import (
     to_dict,
     to_json,
 )
-from facewatch.events.records import (
+from facewatch.events.schema import (
     CAMERA_STATES,
     EVENT_TYPES,
     SCHEMA_VERSION,

@@ -15,7 +15,7 @@ import datetime
 import json
 from typing import Any
 
-from facewatch.events.records import EVENT_TYPES, SCHEMA_VERSION, Event
+from facewatch.events.schema import EVENT_TYPES, SCHEMA_VERSION, Event
 
 _COMMON = ("v", "type", "seq", "event_id", "camera", "ts", "published_ts")
 

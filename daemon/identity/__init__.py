@@ -4,15 +4,7 @@ Pure logic on typed records (no processes, no I/O); see `facewatch.identity.stag
 per-frame sequence with `facewatch.tracking`.
 """
 
-from facewatch.identity.evidence import Evidence, decide
-from facewatch.identity.matcher import (
-    GalleryMatcher,
-    Matcher,
-    Nearest,
-    VectorMatcher,
-    as_matcher,
-)
-from facewatch.identity.records import (
+from facewatch.identity.decisions import (
     UNKNOWN,
     Changed,
     ChangeReason,
@@ -27,6 +19,14 @@ from facewatch.identity.records import (
     Status,
     TrackIdentity,
     Unknown,
+)
+from facewatch.identity.evidence import Evidence, decide
+from facewatch.identity.matcher import (
+    GalleryMatcher,
+    Matcher,
+    Nearest,
+    VectorMatcher,
+    as_matcher,
 )
 from facewatch.identity.stage import IdentitySettings, IdentityStage, observations
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from facewatch.identity.decisions import UNKNOWN, Label, Snapshot
 from facewatch.identity.matcher import Nearest
-from facewatch.identity.records import UNKNOWN, Label, Snapshot
 
 
 class Evidence:

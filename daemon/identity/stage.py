@@ -41,9 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from facewatch.errors import ConfigError
-from facewatch.identity.evidence import Evidence, decide
-from facewatch.identity.matcher import GalleryLike, Matcher, Nearest, as_matcher
-from facewatch.identity.records import (
+from facewatch.identity.decisions import (
     Changed,
     ChangeReason,
     Decision,
@@ -57,6 +55,8 @@ from facewatch.identity.records import (
     TrackIdentity,
     Unknown,
 )
+from facewatch.identity.evidence import Evidence, decide
+from facewatch.identity.matcher import GalleryLike, Matcher, Nearest, as_matcher
 from facewatch.tracking.policy import EmbedRequest
 from facewatch.tracking.tracker import TrackState, TrackUpdate
 

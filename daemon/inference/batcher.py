@@ -6,8 +6,8 @@ most one frame per camera (fairness: a fast camera cannot starve the others) and
 to catch up.  For live cameras only the newest waiting frame matters: when analysis falls
 behind, older ones are dropped and counted.  Files read "as fast as possible" are not live:
 their frames are all kept, in order (their stream process waits for room instead), each
-once: after an engine restart the frames the previous engine had taken but not analysed are
-handed back with `resume`, and the references still queued for them are then ignored.
+once: after a restart of the inference process the frames its predecessor had taken but
+not analysed are handed back with `resume`, and the references still queued for them are then ignored.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""One camera's share of the engine: tracks → who to embed → identities → events.
+"""One camera's share of the inference process: tracks → who to embed → identities → events.
 
-The engine process owns one `CameraAnalysis` per camera and drives it in two halves per
+The inference process owns one `CameraAnalysis` per camera and drives it in two halves per
 frame, so that the faces to embed from every camera in a batch go through the embedder in one
 call: `select` (after detection) says which faces need an embedding, `apply` (after
 embedding) updates identities and returns the events.
@@ -16,13 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from facewatch.events.records import (
+from facewatch.events.schema import (
     Event,
     FaceRecognized,
     FaceUnknown,
     TrackEnded,
     TrackStarted,
 )
+from facewatch.events.snapshots import SnapshotStore, face_context
 from facewatch.identity import (
     Changed,
     Decision,
@@ -34,7 +35,6 @@ from facewatch.identity import (
     observations,
 )
 from facewatch.pipeline import AnalyzedFaces
-from facewatch.snapshots import SnapshotStore, face_context
 from facewatch.tracking import (
     EmbedPolicy,
     EmbedPolicySettings,
@@ -85,8 +85,8 @@ class CameraAnalysis:
         # The tracker follows boxes; when the face in a box turns out to be someone else (a
         # cut in edited video, two people crossing), the identity stage says so and the
         # published track is split: the old one ends and a new one starts.  Published track
-        # ids therefore map from the tracker's, and must not repeat across engine restarts
-        # or cameras (consumers key on them): the engine hands every camera the same counter,
+        # ids therefore map from the tracker's, and must not repeat across inference process restarts
+        # or cameras (consumers key on them): the inference process hands every camera the same counter,
         # which starts at the wall clock in milliseconds.
         self._track_ids = track_ids if track_ids is not None else new_track_ids()
         self._published: dict[int, int] = {}  # tracker id → published id
@@ -190,7 +190,7 @@ class CameraAnalysis:
         if track_id not in self._snapshot_path:
             # Named by the published id, not the tracker's: after a split the tracker id
             # carries on with the next person (whose view would overwrite the file the first
-            # person's events point at), and tracker ids start again at 1 when the engine
+            # person's events point at), and tracker ids start again at 1 when the inference process
             # restarts.
             self._snapshot_path[track_id] = self.snapshots.save(
                 self.camera, str(self._published[track_id]), self._best[track_id][1])
@@ -232,7 +232,7 @@ class CameraAnalysis:
 
 
 def new_track_ids() -> Iterator[int]:
-    """Published track ids: one counter per engine, shared by its cameras."""
+    """Published track ids: one counter per inference process, shared by its cameras."""
     return itertools.count(int(time.time() * 1000) + 1)
 
 

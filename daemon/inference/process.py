@@ -1,4 +1,4 @@
-"""The `engine` process: batched detection and embedding for every camera, then tracks,
+"""The `inference` process: batched detection and embedding for every camera, then tracks,
 identities and events.
 
 Per batch: read each frame from its camera's ring (a frame overwritten meanwhile is dropped
@@ -6,10 +6,10 @@ and counted), detect and align every face of every frame in one pipeline call, l
 camera's tracker choose the faces worth embedding, embed those of all cameras in one call,
 and turn the identity decisions into events for the publisher.
 
-Lossless cameras (files read as fast as possible) lose no frame to an engine restart: a
-frame counts as analysed (`LosslessCredit.analysed`) only once its events are queued, so
-its ring slot is not reused before, and a new engine starts by reading back from the ring
-every frame after the last one analysed, whether or not its reference is still queued.
+Lossless cameras (files read as fast as possible) lose no frame when the inference process
+restarts: a frame counts as analysed (`LosslessCredit.analysed`) only once its events are queued, so
+its ring slot is not reused before, and a new inference process starts by reading back from
+the ring every frame after the last one analysed, whether or not its reference is still queued.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ import numpy as np
 
 from facewatch.config.daemon import DaemonConfig
 from facewatch.engines.store import ModelStore
-from facewatch.events.records import Event
+from facewatch.events.schema import Event
+from facewatch.events.snapshots import SnapshotStore
 from facewatch.frames.ring import FrameRing
 from facewatch.gallery.gallery import Gallery
 from facewatch.gallery.watch import GalleryWatcher
@@ -34,9 +35,8 @@ from facewatch.inference.batcher import BatchSettings, FrameBatcher
 from facewatch.inference.camera_analysis import AnalysisSettings, CameraAnalysis, new_track_ids
 from facewatch.metrics import Metrics
 from facewatch.pipeline import FacePipeline
-from facewatch.snapshots import SnapshotStore
+from facewatch.processes.child import ChildContext
 from facewatch.streams.process import LosslessCredit
-from facewatch.supervisor.process import ChildContext
 from facewatch.tracking import EmbedPolicySettings, TrackerSettings
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ _IDLE_CHECK_S = 0.5
 
 
 @dataclass(frozen=True)
-class EngineChannels:
+class InferenceChannels:
     rings: dict[str, str]  # camera → ring name
     frames: Any  # multiprocessing.Queue of FrameRef
     events: Any  # multiprocessing.Queue of Event, to the publisher
@@ -75,10 +75,10 @@ def _metadata(gallery: Gallery) -> Any:
     return lambda person_id: people.get(person_id, {})
 
 
-class Engine:
-    """The engine's loop, separate from process plumbing so a test can drive it."""
+class InferenceLoop:
+    """The inference process's loop, separate from process plumbing so a test can drive it."""
 
-    def __init__(self, config: DaemonConfig, channels: EngineChannels, metrics: Metrics) -> None:
+    def __init__(self, config: DaemonConfig, channels: InferenceChannels, metrics: Metrics) -> None:
         self.config = config
         self.channels = channels
         self.metrics = metrics
@@ -113,8 +113,8 @@ class Engine:
         self._dropped_seen: dict[str, int] = {}
 
     def _resume_lossless(self) -> None:
-        """Frames of lossless cameras written but not analysed (a previous engine died with
-        them, or their references are still queued): analysed first, in order."""
+        """Frames of lossless cameras written but not analysed (a previous inference process died
+        with them, or their references are still queued): analysed first, in order."""
         for cam, credit in self.channels.lossless.items():
             ring = self.rings[cam]
             first, end = int(credit.analysed.value) + 1, ring.next_seq
@@ -243,16 +243,16 @@ class Engine:
                 self._dropped_seen[cam] = n
 
 
-def run_engine(ctx: ChildContext, config: DaemonConfig, channels: EngineChannels) -> None:
+def run_inference(ctx: ChildContext, config: DaemonConfig, channels: InferenceChannels) -> None:
     metrics = Metrics()
-    engine = Engine(config, channels, metrics)
-    log.info("engine ready: %s on %s, %d people in the gallery, cameras %s",
-             config.inference.embedder, config.inference.backend, len(engine.gallery.people),
-             ", ".join(engine.cameras))
+    loop = InferenceLoop(config, channels, metrics)
+    log.info("inference process ready: %s on %s, %d people in the gallery, cameras %s",
+             config.inference.embedder, config.inference.backend, len(loop.gallery.people),
+             ", ".join(loop.cameras))
     ctx.ready()
     try:
         while not ctx.stopping():
-            engine.step()
+            loop.step()
             ctx.beat()
     finally:
-        engine.finish()
+        loop.finish()

@@ -23,14 +23,14 @@ from typing import Any
 
 from facewatch.config.daemon import DaemonConfig
 from facewatch.errors import EXIT_CONFIG, ConfigError, FacewatchError
-from facewatch.events.records import CameraStatus, Event
+from facewatch.events.schema import CameraStatus, Event
 from facewatch.metrics import Metrics
+from facewatch.processes.child import ChildContext
 from facewatch.publishers.build import build_publishers
 from facewatch.publishers.delivery import AckedDelivery, AckingPublisher
 from facewatch.publishers.fanout import Fanout
 from facewatch.publishers.outbox import Outbox
 from facewatch.streams.reader import StreamState, StreamStatus
-from facewatch.supervisor.process import ChildContext
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ shared queue, and if analysis is behind, older frames are dropped (and counted) 
 Files read as fast as possible do wait (`LosslessCredit`): a frame is written only while fewer
 than `slots - 1` frames of the ring are unanalysed, and its reference is put on the queue even
 if that means waiting for room, so no frame of such a file is overwritten or dropped before
-the engine has analysed it -- even across an engine restart (see `facewatch.inference`).
+the inference process has analysed it -- even across its restart (see `facewatch.inference`).
 """
 
 from __future__ import annotations
@@ -17,22 +17,22 @@ from typing import Any
 
 from facewatch.frames.ring import FrameRing, FrameTooLargeError
 from facewatch.metrics import Metrics
+from facewatch.processes.child import ChildContext
 from facewatch.streams.reader import CameraFrame, CameraReader, StreamState, StreamStatus
 from facewatch.streams.settings import StreamSettings
-from facewatch.supervisor.process import ChildContext
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class LosslessCredit:
-    """What a lossless source shares with the engine (created by the supervisor with the ring).
+    """What a lossless source shares with the inference process (created by the supervisor with the ring).
 
-    The engine sets `analysed` to a frame's ring sequence number once the frame is analysed
+    The inference process sets `analysed` to a frame's ring sequence number once the frame is analysed
     and its events are queued (frames of one camera are analysed in order), then rings the
     doorbell.  Unanalysed frames are therefore `ring.next_seq - 1 - analysed`, which is exact
-    whatever happened to the processes: a counter of permits would be off after an engine
-    died holding some.  A restarted engine reads the unanalysed frames back from the ring.
+    whatever happened to the processes: a counter of permits would be off after an inference process
+    died holding some.  A restarted inference process reads the unanalysed frames back from the ring.
     """
 
     analysed: Any  # multiprocessing.Value('q'): ring seq of the last analysed frame, -1: none

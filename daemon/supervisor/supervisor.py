@@ -1,7 +1,7 @@
 """The supervisor: the daemon's main process.
 
 It owns every lifecycle explicitly: it creates the shared memory and queues, starts one
-`source:<camera>` process per camera, the `engine` and the `publisher`; restarts a child that
+`source:<camera>` process per camera, the `inference` and the `publisher`; restarts a child that
 died or stopped beating (immediately the first time, then with growing delays); keeps systemd
 informed (READY once models are loaded and every camera has reported, WATCHDOG only while
 every child beats, STATUS, STOPPING); reloads on SIGHUP; and on SIGTERM stops the children in
@@ -35,18 +35,18 @@ from typing import Any
 from facewatch.config.daemon import DaemonConfig
 from facewatch.errors import EXIT_CONFIG, FacewatchError
 from facewatch.frames.ring import FrameRing
-from facewatch.inference.process import EngineChannels, run_engine
+from facewatch.inference.process import InferenceChannels, run_inference
 from facewatch.metrics import Metrics, prepare_multiprocess_dir, process_died, serve
-from facewatch.publishers.process import run_publisher
-from facewatch.streams.process import LosslessCredit, StreamChannels, run_source
-from facewatch.streams.urls import SourceKind
-from facewatch.supervisor.process import (
+from facewatch.processes.child import (
     HEARTBEAT_TIMEOUT_S,
     SPAWN,
     Child,
     make_context,
 )
-from facewatch.supervisor.queues import release_stale_reader_lock
+from facewatch.processes.queues import release_stale_reader_lock
+from facewatch.publishers.process import run_publisher
+from facewatch.streams.process import LosslessCredit, StreamChannels, run_source
+from facewatch.streams.urls import SourceKind
 from facewatch.supervisor.systemd import SystemdNotifier
 
 log = logging.getLogger(__name__)
@@ -58,8 +58,8 @@ DEFAULT_MAX_FRAME = (1920, 1080)
 STOP_BUDGET_S = 10.0
 _RESTART_WINDOW_S = 60.0
 _MAX_RESTART_DELAY_S = 30.0
-# The engine loads models and enrols the gallery before it beats regularly.
-_ENGINE_START_GRACE_S = 120.0
+# The inference process loads models and enrols the gallery before it beats regularly.
+_INFERENCE_START_GRACE_S = 120.0
 
 
 @dataclass
@@ -163,7 +163,7 @@ class Supervisor:
         for camera in self.config.enabled_cameras:
             self._make_ring(camera)
         self._add_publisher()
-        self._add_engine()
+        self._add_inference()
         for camera in self.config.enabled_cameras:
             self._add_source(camera)
 
@@ -186,14 +186,14 @@ class Supervisor:
                                            (self.config, self.events),
                                            self._context("publisher", HEARTBEAT_TIMEOUT_S))
 
-    def _engine_channels(self) -> EngineChannels:
-        return EngineChannels({c: r.name for c, r in self.rings.items()}, self.frames,
+    def _inference_channels(self) -> InferenceChannels:
+        return InferenceChannels({c: r.name for c, r in self.rings.items()}, self.frames,
                               self.events, self.control, dict(self.lossless))
 
-    def _add_engine(self) -> None:
-        self.children["engine"] = Child("engine", run_engine,
-                                        (self.config, self._engine_channels()),
-                                        self._context("engine", HEARTBEAT_TIMEOUT_S))
+    def _add_inference(self) -> None:
+        self.children["inference"] = Child("inference", run_inference,
+                                        (self.config, self._inference_channels()),
+                                        self._context("inference", HEARTBEAT_TIMEOUT_S))
 
     def _add_source(self, camera: Any) -> None:
         settings = camera.stream_settings()
@@ -242,8 +242,8 @@ class Supervisor:
                     self._start_again(child)
                 continue
             timeout = float(child.ctx.extra.get("heartbeat_timeout", HEARTBEAT_TIMEOUT_S))
-            if child.role == "engine" and not child.ctx.ready_event.is_set():
-                timeout = max(timeout, _ENGINE_START_GRACE_S)
+            if child.role == "inference" and not child.ctx.ready_event.is_set():
+                timeout = max(timeout, _INFERENCE_START_GRACE_S)
             if not child.alive():
                 code = child.process.exitcode
                 if code == 0 and child.role.startswith("source:"):
@@ -284,7 +284,7 @@ class Supervisor:
 
     def _start_again(self, child: Child) -> None:
         # the role's predecessor is gone: no one else reads these queues
-        if child.role == "engine":
+        if child.role == "inference":
             release_stale_reader_lock(self.frames, "frames")
             release_stale_reader_lock(self.control, "control")
             self._discard_queued_frames()
@@ -293,8 +293,8 @@ class Supervisor:
         child.start()
 
     def _discard_queued_frames(self) -> None:
-        """References queued for a dead engine: live frames are stale by now, and a lossless
-        camera's frames are read back from its ring by the new engine (see
+        """References queued for a dead inference process: live frames are stale by now, and a lossless
+        camera's frames are read back from its ring by the new inference process (see
         facewatch.inference.process), so nothing of those is lost."""
         while True:
             try:
@@ -320,8 +320,8 @@ class Supervisor:
     def _status_line(self) -> str:
         sources = [c for role, c in self.children.items() if role.startswith("source:")]
         up = sum(1 for c in sources if c.alive() or c.finished)
-        engine = self.children.get("engine")
-        state = "running" if engine is not None and engine.alive() else "engine restarting"
+        inference = self.children.get("inference")
+        state = "running" if inference is not None and inference.alive() else "inference restarting"
         return f"{state}; {up}/{len(sources)} camera processes up"
 
     # Reload and shutdown ------------------------------------------------------------------
@@ -356,11 +356,11 @@ class Supervisor:
             self._make_ring(new_cams[name])
             self._add_source(new_cams[name])
             self.children[f"source:{name}"].start()
-        engine_inputs = ("gallery", "inference", "tracking", "recognition", "snapshots", "state_dir")
-        if cameras_changed or any(getattr(old, k) != getattr(new, k) for k in engine_inputs):
-            self.children["engine"].stop(timeout=3.0)
-            self._add_engine()
-            self._start_again(self.children["engine"])
+        inference_inputs = ("gallery", "inference", "tracking", "recognition", "snapshots", "state_dir")
+        if cameras_changed or any(getattr(old, k) != getattr(new, k) for k in inference_inputs):
+            self.children["inference"].stop(timeout=3.0)
+            self._add_inference()
+            self._start_again(self.children["inference"])
         else:
             self.control.put("reload-gallery")
         if (old.outputs != new.outputs or old.outbox != new.outbox
@@ -376,14 +376,14 @@ class Supervisor:
         self.notifier.stopping()
         log.info("stopping")
         deadline = time.monotonic() + STOP_BUDGET_S - 1.0
-        # data-flow order: stop producing frames, let the engine end its tracks, then let the
+        # data-flow order: stop producing frames, let the inference process end its tracks, then let the
         # publisher drain everything queued
-        order = [r for r in self.children if r.startswith("source:")] + ["engine", "publisher"]
+        order = [r for r in self.children if r.startswith("source:")] + ["inference", "publisher"]
         for role in order:
             child = self.children.get(role)
             if child is None:
                 continue
-            share = {"engine": 3.0, "publisher": 4.0}.get(role, 1.0)
+            share = {"inference": 3.0, "publisher": 4.0}.get(role, 1.0)
             child.stop(timeout=max(0.5, min(share, deadline - time.monotonic())))
         for ring in self.rings.values():
             ring.close()

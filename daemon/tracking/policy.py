@@ -87,7 +87,7 @@ class EmbedPolicy:
     def select(self, update: TrackUpdate, quality: np.ndarray,
                requested: Iterable[int] = ()) -> tuple[EmbedRequest, ...]:
         """The faces of this frame to embed; `quality` is per detection (K,), as from
-        `facewatch.quality.face_quality`; `requested` are track ids whose identity is waiting
+        `facewatch.detection.quality.face_quality`; `requested` are track ids whose identity is waiting
         for evidence."""
         s = self.settings
         wanted = set(requested)

@@ -25,8 +25,8 @@ from typing import Literal
 
 import numpy as np
 
+from facewatch.detection.detections import Detections
 from facewatch.errors import ConfigError
-from facewatch.records import Detections
 from facewatch.tracking.association import iou_matrix, match
 from facewatch.tracking.kalman import BoxKalman, MotionNoise
 

@@ -16,8 +16,8 @@ from facewatch.calibration.run import CalibrationReport
 from facewatch.calibration.symmetric import is_symmetric_int8, to_symmetric_int8
 from facewatch.engines.backends.base import BackendOptions
 from facewatch.engines.backends.select import open_runner
+from facewatch.engines.backends.tensorrt.profiles import pnet_canvases
 from facewatch.engines.store import ModelStore
-from facewatch.engines.trt_profiles import pnet_canvases
 from facewatch.images import load_image
 from facewatch.pipeline import FacePipeline, PipelineSettings
 

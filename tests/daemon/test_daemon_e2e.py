@@ -2,7 +2,7 @@
 
 Everything is real and on 127.0.0.1: a mosquitto broker, an RTSP server looping the Hamilton
 clip, the ONNX models built from ../shared, the portraits from face_recognition's examples, and
-the daemon itself as a subprocess with its own processes (sources, engine, publisher).  The
+the daemon itself as a subprocess with its own processes (sources, inference process, publisher).  The
 tests read what it publishes, as consumers would: MQTT (paho, QoS 1), a ZeroMQ SUB socket, and
 the retained MQTT topics a client that connects later sees.
 
@@ -430,7 +430,7 @@ def test_sighup_applies_a_new_camera_and_seq_carries_on(tmp_path: Path, models_d
             events.follow(daemon)
             daemon.start()
             events.wait_for(camera_state("offline", "tree"), FIRST_EVENT_S, "the first file's end")
-            # a second camera: the engine and the publisher restart with it (new topics)
+            # a second camera: the inference process and the publisher restart with it (new topics)
             daemon_config(tmp_path / "config.yaml", [tree, {**tree, "name": "second"}],
                           zmq_port=zmq_port)
             daemon.send(signal.SIGHUP)
@@ -466,7 +466,7 @@ def test_children_stop_when_the_supervisor_is_killed(tmp_path: Path, models_dir:
             daemon.start()
             events.wait_for(camera_state("online", "tree"), FIRST_EVENT_S, "the camera online")
             children = daemon.children()
-            assert len(children) >= 3, children  # source, engine, publisher
+            assert len(children) >= 3, children  # source, inference process, publisher
             daemon.send(signal.SIGKILL)
             daemon.wait(10)
             wait_until(lambda: not any(daemon.running(pid) for pid in children),
@@ -508,7 +508,7 @@ GALLERY_BYTES = 4096
 
 def write_gallery(path: Path, people: list[dict[str, Any]], *, unnoticed: bool = False) -> None:
     """The gallery YAML, padded with a comment to a fixed size.  `unnoticed` also gives it the
-    previous file's modification time, so that the engine's poll (which compares size and
+    previous file's modification time, so that the inference process's poll (which compares size and
     mtime) cannot see the edit: only SIGHUP can make the daemon read it."""
     import yaml
 
@@ -549,7 +549,7 @@ def test_gallery_edits_change_who_is_recognised(tmp_path: Path, models_dir: Path
             log.wait_for(recognized_at("lin", "lin-far"), FIRST_EVENT_S,
                          "Lin on the far stage recognised")
 
-            # 2. Obama added to the file: the engine notices and names him
+            # 2. Obama added to the file: the inference process notices and names him
             mark = log.mark()
             write_gallery(gallery, [lin, obama])
             log.wait_for(recognized_at("obama", "obama"), FIRST_EVENT_S,

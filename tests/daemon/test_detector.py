@@ -11,9 +11,9 @@ import cv2
 import numpy as np
 import pytest
 
+from facewatch.detection.detections import Detections
 from facewatch.images import load_image
 from facewatch.pipeline import FacePipeline
-from facewatch.records import Detections
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

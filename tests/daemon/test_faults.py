@@ -2,7 +2,7 @@
 
 Everything is real: mosquitto, an RTSP server subprocess looping the Hamilton clip, the models
 from ../shared, and `facewatch run` as a subprocess with its own processes.  Processes are
-killed with real signals, found by the names they give themselves (`fw.engine`,
+killed with real signals, found by the names they give themselves (`fw.inference`,
 `fw.source:<camera>`).
 
 Most tests share one daemon, `rig`, and run in file order (like test_daemon_e2e.py's stage):
@@ -18,13 +18,13 @@ Most tests share one daemon, `rig`, and run in file order (like test_daemon_e2e.
               consumers must receive
 
 The 60 s MQTT outage the issue asks for spans several tests: it starts in
-`test_mqtt_outage_...begins`, the engine, a stream process and the RTSP server are killed or
+`test_mqtt_outage_...begins`, the inference process, a stream process and the RTSP server are killed or
 frozen while the broker is away (faults rarely come alone), and `test_mqtt_outage_...ends`
 brings the broker back once 60 s have passed and checks that every event arrived, in order.
 Run alone, that test makes its own 60 s outage.
 
 Waits are generous (a loaded 2-core machine) and only bound how long a failure takes to show.
-The one timed assertion is the issue's own bound: an engine killed with SIGKILL analyses
+The one timed assertion is the issue's own bound: an inference process killed with SIGKILL analyses
 frames again within 3 s.
 """
 
@@ -281,30 +281,30 @@ def test_mqtt_outage_begins_events_wait_in_the_outbox(rig: Rig) -> None:
     rig.wait(lambda: rig.metric(OUTBOX_PENDING) >= 5, EVENT_S, "events waiting in the outbox")
 
 
-def test_engine_killed_analyses_again_within_3_s(rig: Rig) -> None:
+def test_inference_killed_analyses_again_within_3_s(rig: Rig) -> None:
     rig.require_running()
-    engine = rig.daemon.child("engine")
-    assert engine is not None
+    inference = rig.daemon.child("inference")
+    assert inference is not None
     sources = {cam: rig.daemon.child(f"source:{cam}") for cam in ("stage", "replay")}
     t_wall = time.time()
     t0 = time.monotonic()
-    os.kill(engine, signal.SIGKILL)
-    while DaemonProcess.running(engine):
+    os.kill(inference, signal.SIGKILL)
+    while DaemonProcess.running(inference):
         time.sleep(0.005)
-    analysed = rig.metric(ANALYSED)  # everything the dead engine counted
+    analysed = rig.metric(ANALYSED)  # everything the dead inference process counted
     rig.wait(lambda: rig.metric(ANALYSED) > analysed, 30.0, "frames analysed again")
     elapsed = time.monotonic() - t0
-    rig.measured["engine SIGKILL to frames analysed again"] = elapsed
-    new_engine = rig.daemon.child("engine")
-    assert new_engine is not None and new_engine != engine
+    rig.measured["inference process SIGKILL to frames analysed again"] = elapsed
+    new_inference = rig.daemon.child("inference")
+    assert new_inference is not None and new_inference != inference
     # The issue's bound; the metrics endpoint is polled, so the true figure is a little lower.
     assert elapsed < ENGINE_RESTART_BOUND_S, f"{elapsed:.2f} s"
-    assert rig.metric("facewatch_process_restarts_total", role="engine") == 1
+    assert rig.metric("facewatch_process_restarts_total", role="inference") == 1
     # the streams went on (same processes) and recognition resumed on both
     assert {cam: rig.daemon.child(f"source:{cam}") for cam in sources} == sources
     for camera in sources:
         rig.zmq.wait_for(recognized_on(camera, t_wall), FIRST_EVENT_S,
-                         f"a recognition on {camera} after the engine restart")
+                         f"a recognition on {camera} after the inference process restart")
     rig.require_running()
 
 
@@ -464,10 +464,10 @@ def test_unwritable_snapshot_folder_events_go_on_without_snapshots(rig: Rig,
     log_mark = len(rig.daemon.log_text())
     reloads = rig.metric("facewatch_config_reloads_total", result="ok")
     rig.write_config(snapshots={"dir": str(unwritable)})
-    # Published track ids count up from the engine's start in wall-clock milliseconds: only
-    # the new engine's tracks tell (the old one ended its own, with snapshots, as it stopped).
-    new_engine = time.time() * 1000
-    rig.daemon.send(signal.SIGHUP)  # a new snapshots.dir restarts the engine
+    # Published track ids count up from the inference process's start in wall-clock milliseconds: only
+    # the new inference process's tracks tell (the old one ended its own, with snapshots, as it stopped).
+    new_inference = time.time() * 1000
+    rig.daemon.send(signal.SIGHUP)  # a new snapshots.dir restarts the inference process
     try:
         rig.wait(lambda: rig.metric("facewatch_config_reloads_total", result="ok") > reloads,
                  EVENT_S, "the new snapshots folder applied")
@@ -475,7 +475,7 @@ def test_unwritable_snapshot_folder_events_go_on_without_snapshots(rig: Rig,
 
         def face_event(e: Event) -> bool:
             return isinstance(e, (FaceRecognized, FaceUnknown, TrackEnded)) \
-                and e.track_id > new_engine
+                and e.track_id > new_inference
 
         wait_until(lambda: len(rig.zmq.matching(face_event, since=mark)) >= 6
                    and bool(rig.zmq.matching(lambda e: isinstance(e, FaceRecognized), since=mark)),
@@ -491,7 +491,7 @@ def test_unwritable_snapshot_folder_events_go_on_without_snapshots(rig: Rig,
         reloads = rig.metric("facewatch_config_reloads_total", result="ok")
         rig.write_config()
         rig.daemon.send(signal.SIGHUP)
-        # before the folder is unmounted: the engine saves its last snapshots as it stops
+        # before the folder is unmounted: the inference process saves its last snapshots as it stops
         rig.wait(lambda: rig.metric("facewatch_config_reloads_total", result="ok") > reloads,
                  EVENT_S, "the default snapshots folder back")
     rig.require_running()
@@ -582,9 +582,9 @@ def test_outbox_survives_a_daemon_restart(rig: Rig) -> None:
 # -- daemons of their own --------------------------------------------------------------------------
 
 
-def test_a_lossless_file_loses_no_frame_when_the_engine_is_killed(
+def test_a_lossless_file_loses_no_frame_when_inference_is_killed(
         tmp_path: Path, models_dir: Path, clip: Path, people: list[dict[str, Any]]) -> None:
-    """`realtime: false` promises every frame analysed.  The engine is killed in the middle of
+    """`realtime: false` promises every frame analysed.  The inference process is killed in the middle of
     the file; the new one carries on from the first frame the dead one had not finished."""
     write_yaml(tmp_path / "gallery.yaml", {"threshold": THRESHOLD, "people": people})
     metrics_port = free_port()
@@ -607,17 +607,17 @@ def test_a_lossless_file_loses_no_frame_when_the_engine_is_killed(
                    daemon.log_tail, daemon.gone)
         wait_until(lambda: analysed() >= 30, FIRST_EVENT_S, "30 frames analysed", daemon.log_tail,
                    daemon.gone)
-        engine = daemon.child("engine")
-        assert engine is not None
-        os.kill(engine, signal.SIGKILL)
+        inference = daemon.child("inference")
+        assert inference is not None
+        os.kill(inference, signal.SIGKILL)
         at_kill = analysed()
         wait_until(ended, FIRST_EVENT_S, "the end of the file", daemon.log_tail, daemon.gone)
         decoded = metric_sum(metrics_port, "facewatch_frames_decoded_total", camera="file")
         assert at_kill < decoded, "the file was over before the kill: this test proves nothing"
         wait_until(lambda: analysed() >= decoded, EVENT_S, f"all {decoded:.0f} frames analysed",
                    daemon.log_tail, daemon.gone)
-        # every frame once, but for the one the engine may have finished analysing but not
-        # yet reported when it died (then the new engine analyses it again)
+        # every frame once, but for the one the inference process may have finished analysing but not
+        # yet reported when it died (then the new inference process analyses it again)
         assert decoded <= analysed() <= decoded + 1
         assert metric_sum(metrics_port, "facewatch_frames_dropped_total", camera="file") == 0
         assert "resuming at frame" in daemon.log_text()

@@ -12,7 +12,7 @@ import pytest
 
 from facewatch.engines.backends.base import BackendOptions
 from facewatch.engines.backends.onnxruntime import OnnxRuntimeRunner
-from facewatch.engines.builders import mtcnn
+from facewatch.engines.builders import mtcnn_nets
 from facewatch.engines.readers.torch_legacy import load_state_dict
 
 PEOPLE = ["Aaron_Peirsol", "George_W_Bush", "Colin_Powell", "Serena_Williams", "Tony_Blair"]
@@ -30,7 +30,7 @@ def nets(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
     out = tmp_path_factory.mktemp("mtcnn_built")
     runners: dict[str, dict[str, OnnxRuntimeRunner]] = {}
     for net in ("pnet", "rnet", "onet"):
-        model = getattr(mtcnn, f"build_{net}")(load_state_dict(shared_dir / "models" / "mtcnn" / f"{net}.pt"))
+        model = getattr(mtcnn_nets, f"build_{net}")(load_state_dict(shared_dir / "models" / "mtcnn" / f"{net}.pt"))
         onnx.save(model, out / f"{net}.onnx")
         runners[net] = {
             "ours": OnnxRuntimeRunner(out / f"{net}.onnx", BackendOptions()),
@@ -104,7 +104,7 @@ def test_rnet_onet_match_reference_on_real_faces(nets: dict, lfw_faces: np.ndarr
 def test_built_graphs_carry_no_transpose(shared_dir: Path) -> None:
     """R/O-Net's permute before the dense layer is folded into its weights."""
     for net in ("rnet", "onet"):
-        model = getattr(mtcnn, f"build_{net}")(load_state_dict(shared_dir / "models" / "mtcnn" / f"{net}.pt"))
+        model = getattr(mtcnn_nets, f"build_{net}")(load_state_dict(shared_dir / "models" / "mtcnn" / f"{net}.pt"))
         ops = {node.op_type for node in model.graph.node}
         assert "Transpose" not in ops
         # PRelu after convs is written as Relu/Conv/Add (ORT keeps those in its fast layout)

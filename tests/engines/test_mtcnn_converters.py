@@ -11,7 +11,7 @@ import pytest
 
 from facewatch.engines.backends.base import BackendOptions
 from facewatch.engines.backends.onnxruntime import OnnxRuntimeRunner
-from facewatch.engines.converters import mtcnn as conv
+from facewatch.engines.converters import mtcnn_outputs as conv
 from facewatch.images import load_image
 
 # NMS -----------------------------------------------------------------------------------

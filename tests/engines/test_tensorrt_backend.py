@@ -12,17 +12,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facewatch.detection.mtcnn import MtcnnSettings
-from facewatch.engines.backends import gpu
+from facewatch.detection.detector import MtcnnSettings
 from facewatch.engines.backends.base import BackendOptions
 from facewatch.engines.backends.select import open_runner
-from facewatch.engines.engine_cache import EngineCache, EngineKey, Profile
-from facewatch.engines.store import ModelStore
-from facewatch.engines.trt_profiles import (
+from facewatch.engines.backends.tensorrt import cuda as gpu
+from facewatch.engines.backends.tensorrt.plans import EngineCache, EngineKey, Profile
+from facewatch.engines.backends.tensorrt.profiles import (
     DEFAULT_FRAME_SIZES,
     pnet_canvases,
     profiles_for,
 )
+from facewatch.engines.store import ModelStore
 from facewatch.errors import BackendUnavailableError
 
 KEY = EngineKey(onnx_sha256="a" * 64, tensorrt_version="10.3.0", gpu_name="NVIDIA L4",
@@ -76,7 +76,7 @@ def test_pnet_profiles_cover_the_detectors_canvases(models_dir: Path, min_face: 
             seen.append(inputs["input"].shape)
             return self.inner.run(inputs)  # type: ignore[attr-defined]
 
-    from facewatch.detection.mtcnn import MtcnnDetector
+    from facewatch.detection.detector import MtcnnDetector
 
     _, pnet = store.open("mtcnn-pnet", BackendOptions())
     _, rnet = store.open("mtcnn-rnet", BackendOptions())
@@ -101,7 +101,7 @@ def test_fixed_size_nets_get_a_free_batch(models_dir: Path) -> None:
 
 
 def test_runner_splits_batches_larger_than_the_profile() -> None:
-    from facewatch.engines.backends.tensorrt import TensorRTRunner
+    from facewatch.engines.backends.tensorrt.runner import TensorRTRunner
 
     runner = TensorRTRunner.__new__(TensorRTRunner)
     runner.input_names, runner.output_names = ["input"], ["prob"]
@@ -149,15 +149,15 @@ def test_engines_build_without_gpu_fails_before_any_work(models_dir: Path,
     from facewatch.cli.main import main
 
     assert main(["engines", "build", "--models", str(models_dir), "--precision", "int8"]) == 2
-    assert capsys.readouterr().err.strip() == f"facewatch: error: engines build: {problem}"
+    assert capsys.readouterr().err.strip() == f"facewatch: error: tensorrt build: {problem}"
 
 
 def test_nothing_imports_tensorrt_unless_chosen(models_dir: Path) -> None:
     code = f"""
 import sys
 from pathlib import Path
-import facewatch.engines.backends.tensorrt, facewatch.engines.backends.select
-import facewatch.engines.engine_cache, facewatch.engines.trt_profiles
+import facewatch.engines.backends.tensorrt.runner, facewatch.engines.backends.select
+import facewatch.engines.backends.tensorrt.plans, facewatch.engines.backends.tensorrt.profiles
 from facewatch.cli.main import build_parser
 from facewatch.cli.doctor import _tensorrt
 from facewatch.engines.backends.base import BackendOptions
@@ -187,7 +187,7 @@ def _tensorrt_or_skip() -> None:
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_gpu_engine_matches_onnxruntime(models_dir: Path, tmp_path: Path, precision: str) -> None:
     _tensorrt_or_skip()
-    from facewatch.engines.backends.tensorrt import BuildRequest, build_engine
+    from facewatch.engines.backends.tensorrt.runner import BuildRequest, build_engine
     from tests.calibration.conftest import copy_models
 
     root = copy_models(models_dir, tmp_path / "models")
@@ -212,5 +212,5 @@ def test_gpu_runner_refuses_an_engine_for_another_file(models_dir: Path, tmp_pat
     from tests.calibration.conftest import copy_models
 
     root = copy_models(models_dir, tmp_path / "models")
-    with pytest.raises(BackendUnavailableError, match="run `facewatch engines build"):
+    with pytest.raises(BackendUnavailableError, match="run `facewatch tensorrt build"):
         open_runner(root / "mtcnn-rnet.onnx", BackendOptions(backend="tensorrt"))

@@ -389,7 +389,7 @@ def clip_run(shared_dir: Path, models_dir: Path, tmp_path_factory: pytest.TempPa
         if not needed.is_file():
             pytest.skip(f"shared test data absent: {needed} (set FACEWATCH_SHARED to the shared/ "
                         f"folder)")
-    from facewatch.detection.mtcnn import MtcnnSettings
+    from facewatch.detection.detector import MtcnnSettings
     from facewatch.engines.store import ModelStore
     from facewatch.gallery.gallery import Gallery
     from facewatch.pipeline import FacePipeline, PipelineSettings
@@ -538,10 +538,10 @@ def test_clip_embeds_far_fewer_faces_than_it_detects(clip_run: ClipRun) -> None:
 def test_events_name_the_detected_box_not_the_trackers_estimate() -> None:
     """A face that moves fast (or a cut that hands a track to the person beside it) leaves the
     tracker's Kalman estimate between two places; events must say where the face was seen."""
-    from facewatch.events.records import FaceRecognized, TrackStarted
+    from facewatch.detection.detections import Detections
+    from facewatch.events.schema import FaceRecognized, TrackStarted
     from facewatch.inference.camera_analysis import AnalysisSettings, CameraAnalysis
     from facewatch.pipeline import AnalyzedFaces
-    from facewatch.records import Detections
 
     analysis = CameraAnalysis("door", AnalysisSettings(), gallery(a=A), snapshots=None)
     picture = np.zeros((360, 640, 3), np.uint8)
@@ -567,10 +567,10 @@ def test_events_name_the_detected_box_not_the_trackers_estimate() -> None:
 
 def test_cameras_of_one_engine_never_share_a_track_id() -> None:
     """Both cameras start a track in the same millisecond: the shared counter keeps them apart."""
-    from facewatch.events.records import TrackStarted
+    from facewatch.detection.detections import Detections
+    from facewatch.events.schema import TrackStarted
     from facewatch.inference.camera_analysis import AnalysisSettings, CameraAnalysis, new_track_ids
     from facewatch.pipeline import AnalyzedFaces
-    from facewatch.records import Detections
 
     ids = new_track_ids()
     cameras = [CameraAnalysis(name, AnalysisSettings(), gallery(a=A), None, track_ids=ids)

@@ -152,9 +152,9 @@ class DaemonProcess:
         return out
 
     def child(self, role: str) -> int | None:
-        """The pid of the child process playing `role` ("engine", "publisher",
+        """The pid of the child process playing `role` ("inference", "publisher",
         "source:door"), from the name it gives itself (`fw.<role>`, cut to the kernel's 15
-        characters; see facewatch.supervisor.process)."""
+        characters; see facewatch.processes.child)."""
         comm = f"fw.{role}"[:15]
         for pid in self.children():
             try:

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
+from facewatch.detection.detections import Detections
 from facewatch.errors import ConfigError
-from facewatch.records import Detections
 from facewatch.tracking import (
     EmbedPolicy,
     EmbedPolicySettings,

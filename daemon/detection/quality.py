@@ -12,7 +12,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from facewatch.records import Detections
+from facewatch.detection.detections import Detections
 
 # A face side at or below MIN_SIDE scores 0 for size, at or above GOOD_SIDE scores 1.
 MIN_SIDE, GOOD_SIDE = 20.0, 80.0

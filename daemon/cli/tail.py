@@ -1,9 +1,4 @@
-"""`facewatch config check`, `facewatch tail` and `facewatch zmq keygen`: the daemon's config,
-its live events, and the CURVE keys that secure its ZeroMQ socket.
-
-`facewatch run` (the daemon itself) lives elsewhere; what it needs from here is exported by
-`facewatch.config` (`load_config`, `resolve`), `facewatch.events` and `facewatch.publishers`.
-"""
+"""`facewatch tail`: print the live events of a running daemon, from ZeroMQ or MQTT."""
 
 from __future__ import annotations
 
@@ -11,14 +6,14 @@ import argparse
 import json
 import os
 import queue
-import re
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from facewatch.cli.output import emit, warn
+from facewatch.cli.common import without_options
+from facewatch.cli.output import warn
 from facewatch.errors import EXIT_FAILURE, BadInputError, FacewatchError
 from facewatch.events import (
     EVENT_TYPES,
@@ -39,16 +34,8 @@ MQTT_PASSWORD_ENV = "FACEWATCH_MQTT_PASSWORD"
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser],
              common: argparse.ArgumentParser) -> None:
-    # Only the common options that apply here: these commands load no models.
-    common = _without(common, "--models", "--threads")
-    c = sub.add_parser("config", help="check a daemon configuration file")
-    csub = c.add_subparsers(dest="config_command", metavar="ACTION", required=True)
-    check = csub.add_parser(
-        "check", parents=[common],
-        help="validate FILE: exit 0 if valid, 3 with `file:line: field: problem` if not")
-    check.add_argument("file", type=Path, metavar="FILE")
-    check.set_defaults(handler=_check)
-
+    # Only the common options that apply here: this command loads no models.
+    common = without_options(common, "--models", "--threads")
     t = sub.add_parser(
         "tail", parents=[common], help="print live events from a running daemon",
         description="Print live events, one line each; with --json, one JSON array of the "
@@ -74,73 +61,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                         "that only admits authorized_keys; default: a new key pair per run")
     t.set_defaults(handler=_tail)
 
-    z = sub.add_parser("zmq", help="ZeroMQ CURVE keys for outputs.zmq.curve")
-    zsub = z.add_subparsers(dest="zmq_command", metavar="ACTION", required=True)
-    keygen = zsub.add_parser(
-        "keygen", parents=[common],
-        help="write a new CURVE key pair: DIR/NAME.key (public, to hand out) and "
-             "DIR/NAME.key_secret (0600, to keep)",
-        description="Write a new ZeroMQ CURVE key pair.  For the daemon: `keygen /etc/facewatch/zmq` "
-                    "and set outputs.zmq.curve.secret_key_file to server.key_secret; clients get "
-                    "server.key.  For a client allowed through authorized_keys: `keygen DIR --name "
-                    "NAME` and copy NAME.key into that folder.")
-    keygen.add_argument("dir", type=Path, metavar="DIR", help="folder for the key files (created 0700)")
-    keygen.add_argument("--name", default="server", help="file name stem (default: server)")
-    keygen.set_defaults(handler=_keygen)
-
-
-def _without(parent: argparse.ArgumentParser, *options: str) -> argparse.ArgumentParser:
-    trimmed = argparse.ArgumentParser(add_help=False)
-    for action in parent._actions:
-        if not set(action.option_strings) & set(options):
-            trimmed._add_action(action)
-    return trimmed
-
-
-# -- config check ---------------------------------------------------------------------------
-
-def _check(args: argparse.Namespace) -> int:
-    from facewatch.config import load_config, resolve
-
-    config = resolve(load_config(args.file))
-    outputs = config.outputs
-    described = []
-    if outputs.zmq is not None:
-        described.append(f"zmq {outputs.zmq.bind}" + (" (CURVE)" if outputs.zmq.curve else ""))
-    if outputs.mqtt is not None:
-        described.append(f"mqtt {outputs.mqtt.address}" + (" (TLS)" if outputs.mqtt.tls else ""))
-    if outputs.jsonl is not None:
-        described.append(f"jsonl {outputs.jsonl.path}")
-    public = config.public_dict()
-    cameras = ", ".join(f"{c['name']} ({c['url']})" + ("" if c["enabled"] else " disabled")
-                        for c in public["cameras"])
-    # The gallery is a file of its own, edited while the daemon runs; the config is valid
-    # without it, but say now what `facewatch run` would refuse to start with.
-    gallery_problem = _gallery_problem(config.gallery)
-    gallery = f"{config.gallery}" + (f"  (warning: {gallery_problem})" if gallery_problem else "")
-    emit(args.json, {"file": str(args.file), "valid": True, "config": public,
-                     "gallery_problem": gallery_problem},
-         [f"{args.file}: valid",
-          f"  cameras: {cameras}",
-          f"  gallery: {gallery}",
-          f"  outputs: {', '.join(described) or 'none'}",
-          f"  state:   {config.state_dir}"])
-    return 0
-
-
-def _gallery_problem(path: Path) -> str | None:
-    """Why the gallery YAML cannot be used as it stands (people, image paths), or None."""
-    from facewatch.errors import GalleryError
-    from facewatch.gallery.spec import load_gallery_spec
-
-    try:
-        load_gallery_spec(path)
-    except GalleryError as exc:
-        return str(exc)
-    return None
-
-
-# -- tail -------------------------------------------------------------------------------------
 
 class _ZmqSource:
     def __init__(self, url: str, types: list[str] | None, cameras: list[str] | None,
@@ -330,28 +250,6 @@ def _tail(args: argparse.Namespace) -> int:
     if args.count is not None and seen < args.count:
         warn(f"stopped after {seen} of {args.count} events")
         return EXIT_FAILURE
-    return 0
-
-
-# -- zmq keygen --------------------------------------------------------------------------------
-
-def _keygen(args: argparse.Namespace) -> int:
-    from facewatch.publishers.zmq import write_keypair
-
-    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", args.name) or args.name.startswith("."):
-        raise BadInputError(f"--name {args.name!r}: use 1-64 of letters, digits, _ . - "
-                            f"(not starting with .)")
-    for existing in (args.dir / f"{args.name}.key", args.dir / f"{args.name}.key_secret"):
-        if existing.exists():
-            raise BadInputError(f"{existing} already exists; keys are never overwritten "
-                                f"(choose another --name or remove it)")
-    try:
-        public, secret = write_keypair(args.dir, args.name)
-    except OSError as exc:
-        raise BadInputError(f"{args.dir}: cannot write the keys ({exc.strerror})") from None
-    emit(args.json, {"public_key_file": str(public), "secret_key_file": str(secret)},
-         [f"public key (give it to clients, e.g. tail --curve-server-key): {public}",
-          f"key pair (keep it private; outputs.zmq.curve.secret_key_file):  {secret}"])
     return 0
 
 

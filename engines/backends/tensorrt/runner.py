@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from facewatch.engines.backends.base import BackendOptions
-from facewatch.engines.backends.gpu import check, cudart, gpu_info, gpu_problem
-from facewatch.engines.engine_cache import EngineCache, EngineKey, Profile
+from facewatch.engines.backends.tensorrt.cuda import check, cudart, gpu_info, gpu_problem
+from facewatch.engines.backends.tensorrt.plans import EngineCache, EngineKey, Profile
 from facewatch.engines.files import sha256_file
 from facewatch.errors import BackendUnavailableError, ModelError
 
@@ -104,7 +104,7 @@ class BuildRequest:
 
 def build_engine(request: BuildRequest, cache: EngineCache) -> tuple[Path, bool]:
     """Build (or find) the engine for `request`; returns (path, built now)."""
-    trt = import_tensorrt("engines build")
+    trt = import_tensorrt("tensorrt build")
     key = target_key(request.model_path, request.precision, trt, request.profiles)
     path = cache.engine_path(request.model_stem, key)
     if path.is_file():
@@ -188,7 +188,7 @@ def _calibrator(trt: Any, request: BuildRequest, key: EngineKey, cache: EngineCa
             raise BackendUnavailableError(
                 f"{request.model_stem}: TensorRT {key.tensorrt_version} calibrates INT8 itself; "
                 f"give the calibration set (--video, --images or --gallery) to `facewatch "
-                f"engines build`")
+                f"tensorrt build`")
         batches = [np.ascontiguousarray(b, np.float32) for b in request.calibration_batches()]
     # One shape: the calibration profile is fixed (P-Net canvases of one frame size).
     shape = tuple(batches[0].shape) if batches else request.profiles[0].opt
@@ -310,7 +310,7 @@ class TensorRTRunner:
         self._engine = self._runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
         if self._engine is None:
             raise ModelError(f"{self.engine_path}: TensorRT cannot deserialise it (rebuild with "
-                             f"`facewatch engines build`)")
+                             f"`facewatch tensorrt build`)")
         self._trt = trt
         names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
         is_input = {n: self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}

@@ -2,8 +2,9 @@
 
 `Queue.get(timeout=...)` holds the queue's reader lock for as long as it waits.  A reader
 killed outright meanwhile (SIGKILL, the OOM killer, a segfault in native code) never
-releases it, and every later reader -- the restarted engine or publisher -- then waits for it
-for ever: the queue looks empty.  The engine spends most of its idle time in such a wait, so
+releases it, and every later reader -- the restarted inference process or publisher --
+then waits for it for ever: the queue looks empty.  The inference process spends most of its
+idle time in such a wait, so
 killing it almost always leaves the lock held.
 
 The supervisor calls `release_stale_reader_lock` after the only reader of a queue has died and

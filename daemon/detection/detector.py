@@ -12,9 +12,9 @@ from functools import lru_cache
 
 import numpy as np
 
+from facewatch.detection.detections import Detections
 from facewatch.engines.backends.base import Runner
-from facewatch.engines.converters import mtcnn as conv
-from facewatch.records import Detections
+from facewatch.engines.converters import mtcnn_outputs as conv
 
 
 @dataclass(frozen=True)

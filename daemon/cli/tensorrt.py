@@ -1,6 +1,6 @@
-"""`facewatch engines build|list`: TensorRT engines, built ahead of time ("build and exit").
+"""`facewatch tensorrt build|list`: TensorRT engines, built ahead of time ("build and exit").
 
-    facewatch engines build [--precision fp32|fp16|int8] [--max-batch N] [--workspace MB]
+    facewatch tensorrt build [--precision fp32|fp16|int8] [--max-batch N] [--workspace MB]
                             [--frame-size WxH ...] [--config FILE] [--json]
 
 Engines go to `<models>/engines/`, keyed by ONNX sha256, TensorRT version, GPU name and compute
@@ -19,7 +19,7 @@ from typing import Any
 from facewatch.cli.common import store_from
 from facewatch.cli.output import emit, warn
 from facewatch.engines import catalog
-from facewatch.engines.engine_cache import ENGINE_DIR, EngineCache
+from facewatch.engines.backends.tensorrt.plans import ENGINE_DIR, EngineCache
 from facewatch.errors import BadInputError
 
 _SIZE = re.compile(r"^(\d+)[xX](\d+)$")
@@ -27,7 +27,8 @@ _SIZE = re.compile(r"^(\d+)[xX](\d+)$")
 
 def register(sub: argparse._SubParsersAction,  # type: ignore[type-arg]
              common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("engines", help="build TensorRT engines ahead of time")
+    p = sub.add_parser("tensorrt", aliases=["engines"],
+                       help="build TensorRT engines (GPU model plans) ahead of time")
     esub = p.add_subparsers(dest="engines_command", metavar="ACTION", required=True)
     b = esub.add_parser("build", parents=[common], help="build every model's engine and exit")
     b.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp32",
@@ -67,8 +68,8 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def _plan(args: argparse.Namespace) -> tuple[Any, list[tuple[int, int]], str]:
     """(detector settings, frame sizes, embedder) from the options and --config."""
-    from facewatch.detection.mtcnn import MtcnnSettings
-    from facewatch.engines.trt_profiles import DEFAULT_FRAME_SIZES
+    from facewatch.detection.detector import MtcnnSettings
+    from facewatch.engines.backends.tensorrt.profiles import DEFAULT_FRAME_SIZES
 
     sizes = [parse_size(s) for s in args.frame_size] or list(DEFAULT_FRAME_SIZES)
     min_face, factor, embedder = 20.0, 0.709, catalog.DEFAULT_EMBEDDER
@@ -90,17 +91,17 @@ def _plan(args: argparse.Namespace) -> tuple[Any, list[tuple[int, int]], str]:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from facewatch.engines.backends.tensorrt import (
+    from facewatch.engines.backends.tensorrt.profiles import profiles_for
+    from facewatch.engines.backends.tensorrt.runner import (
         BuildRequest,
         build_engine,
         require_gpu,
     )
     from facewatch.engines.manifest import verify_model_file
-    from facewatch.engines.trt_profiles import profiles_for
 
     if args.max_batch < 1 or args.workspace < 64:
         raise BadInputError("--max-batch must be at least 1 and --workspace at least 64 MB")
-    require_gpu("engines build")  # before any TensorRT object, and before reading frames
+    require_gpu("tensorrt build")  # before any TensorRT object, and before reading frames
     store = store_from(args)
     detector, sizes, embedder = _plan(args)
     cache = EngineCache(store.root / ENGINE_DIR)
@@ -164,5 +165,5 @@ def _list(args: argparse.Namespace) -> int:
                      "profiles": len(d.get("profiles", []))})
     emit(args.json, {"dir": str(root), "engines": rows},
          [f"{r['model']:30s} {r['precision']:5s} TensorRT {r['tensorrt']} {r['gpu']}  {r['engine']}"
-          for r in rows] or [f"no engines in {root} (run `facewatch engines build` on the GPU box)"])
+          for r in rows] or [f"no engines in {root} (run `facewatch tensorrt build` on the GPU box)"])
     return 0

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from facewatch.detection.mtcnn import MtcnnDetector, MtcnnSettings
-from facewatch.engines.engine_cache import Profile
+from facewatch.detection.detector import MtcnnDetector, MtcnnSettings
+from facewatch.engines.backends.tensorrt.plans import Profile
 from facewatch.engines.manifest import ModelManifest
 
 DEFAULT_FRAME_SIZES: tuple[tuple[int, int], ...] = ((640, 360), (1280, 720), (1920, 1080))

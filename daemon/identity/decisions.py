@@ -17,7 +17,7 @@ class Observation:
 
     track_id: int
     embedding: np.ndarray = field(compare=False)  # (D,) unit vector
-    quality: float  # 0..1, as from facewatch.quality.face_quality
+    quality: float  # 0..1, as from facewatch.detection.quality.face_quality
     crop: np.ndarray | None = field(default=None, compare=False)  # aligned RGB, for the snapshot
 
 
