@@ -36,6 +36,15 @@ class MtcnnSettings:
     nms: tuple[float, float, float, float] = field(default=(0.5, 0.7, 0.7, 0.7))
 
 
+def pyramid_layout(height: int, width: int, settings: MtcnnSettings) -> conv.PyramidLayout:
+    """Where P-Net's pyramid levels of a `height` x `width` frame sit in its packed canvas.
+
+    A pure function of the frame size and the settings: the detector computes it once per
+    size, and TensorRT's optimisation profiles are sized from it."""
+    scales = conv.pyramid_scales(height, width, settings.min_face, settings.scale_factor)
+    return conv.pack_pyramid(height, width, scales)
+
+
 class MtcnnDetector:
     def __init__(self, pnet: Runner, rnet: Runner, onet: Runner,
                  settings: MtcnnSettings = MtcnnSettings()) -> None:
@@ -43,15 +52,12 @@ class MtcnnDetector:
         self.settings = settings
         # Cameras keep their frame size, so the pyramid plan is computed once per size.
         self._scales = lru_cache(maxsize=16)(self._make_scales)
-        self._layout = lru_cache(maxsize=16)(self._make_layout)
+        self._layout = lru_cache(maxsize=16)(lambda h, w: pyramid_layout(h, w, settings))
         self._cell_levels = lru_cache(maxsize=16)(conv.cell_levels)
 
     def _make_scales(self, height: int, width: int) -> list[float]:
         s = self.settings
         return conv.pyramid_scales(height, width, s.min_face, s.scale_factor)
-
-    def _make_layout(self, height: int, width: int) -> conv.PyramidLayout:
-        return conv.pack_pyramid(height, width, self._scales(height, width))
 
     def detect(self, frame: np.ndarray) -> Detections:
         return self.detect_batch([frame])[0]

@@ -2,7 +2,7 @@
 
 P-Net runs on packed pyramid canvases whose size depends only on the frame size, min_face and
 the pyramid factor, so it gets one exact profile per canvas of the expected frame sizes, taken
-from `MtcnnDetector`'s own layout (batch = frames of that size in one call).  R-Net, O-Net and
+from the detector's own `pyramid_layout` (batch = frames of that size in one call).  R-Net, O-Net and
 the embedder have fixed spatial sizes and a free batch.  Larger batches than a profile's
 maximum are run in chunks by the runner, so the maximum bounds memory, not correctness.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from facewatch.detection.detector import MtcnnDetector, MtcnnSettings
+from facewatch.detection.detector import MtcnnSettings, pyramid_layout
 from facewatch.engines.backends.tensorrt.plans import Profile
 from facewatch.engines.manifest import ModelManifest
 
@@ -24,11 +24,9 @@ def pnet_canvases(frame_sizes: Iterable[tuple[int, int]], settings: MtcnnSetting
                   ) -> list[tuple[int, int]]:
     """(height, width) of the P-Net canvas for each (width, height) frame size, as the detector
     lays it out; sizes too small for one P-Net window are skipped."""
-    # The detector's own layout (no runner is called for it).
-    detector = MtcnnDetector(None, None, None, settings=settings)  # type: ignore[arg-type,unused-ignore]
     canvases = []
     for width, height in frame_sizes:
-        layout = detector._layout(height, width)
+        layout = pyramid_layout(height, width, settings)
         if layout.levels:
             canvases.append((layout.canvas_height, layout.canvas_width))
     return sorted(set(canvases))
