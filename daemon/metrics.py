@@ -58,9 +58,13 @@ class Metrics:
         self.publish_latency = Histogram(
             "facewatch_event_latency_seconds", "Frame capture to publication of its event",
             ["type"], buckets=_LATENCY_BUCKETS, registry=r)
-        self.queue_depth = Gauge(
-            "facewatch_queue_depth", "Items waiting in an internal queue", ["queue"],
+        self.queue_bytes = Gauge(
+            "facewatch_queue_bytes", "Bytes of messages waiting in a channel between processes "
+            "(frames: frame references; events: events for the publisher)", ["queue"],
             multiprocess_mode="livemax", registry=r)
+        self.events_dropped = Counter(
+            "facewatch_events_dropped_total", "Events dropped before the publisher took them "
+            "(its channel and the sender's buffer of 100,000 were full)", registry=r)
         self.events = Counter(
             "facewatch_events_total", "Events published, per type", ["type"], registry=r)
         self.publish_failures = Counter(

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import queue
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +34,8 @@ from facewatch.inference.batcher import BatchSettings, FrameBatcher
 from facewatch.inference.camera_analysis import AnalysisSettings, CameraAnalysis, new_track_ids
 from facewatch.metrics import Metrics
 from facewatch.pipeline import FacePipeline
-from facewatch.processes.child import ChildContext
-from facewatch.streams.process import LosslessCredit
+from facewatch.processes.channels import BufferedSender, ControlCommand, InferenceChannels
+from facewatch.processes.child import ChildContext, ChildKind
 from facewatch.tracking import EmbedPolicySettings, TrackerSettings
 
 log = logging.getLogger(__name__)
@@ -44,14 +43,9 @@ log = logging.getLogger(__name__)
 # Check for cameras that went quiet (to end their tracks) this often.
 _IDLE_CHECK_S = 0.5
 
-
-@dataclass(frozen=True)
-class InferenceChannels:
-    rings: dict[str, str]  # camera → ring name
-    frames: Any  # multiprocessing.Queue of FrameRef
-    events: Any  # multiprocessing.Queue of Event, to the publisher
-    control: Any  # multiprocessing.Queue of commands ("reload-gallery")
-    lossless: dict[str, LosslessCredit]  # camera → its credit, for lossless (non-live) cameras
+# Loading the models and enrolling the gallery takes a while before the first heartbeat
+# loop; it stops after the sources (they produce its frames) and before the publisher.
+KIND = ChildKind("inference", start_grace_s=120.0, stop_timeout_s=3.0, stop_order=1)
 
 
 def analysis_settings(config: DaemonConfig) -> AnalysisSettings:
@@ -82,6 +76,7 @@ class InferenceLoop:
         self.config = config
         self.channels = channels
         self.metrics = metrics
+        self.events: BufferedSender[Event] = BufferedSender(channels.events)
         inference = config.inference
         store = ModelStore(Path(inference.models_dir)) if inference.models_dir else ModelStore()
         self.pipeline = FacePipeline.load(inference.pipeline_settings(), store)
@@ -129,7 +124,11 @@ class InferenceLoop:
         for cam, analysis in self.cameras.items():
             if cam in self._last_ts:
                 for event in analysis.end(self._last_ts[cam]):
-                    self.channels.events.put(event)
+                    self.events.send(event)
+        # what the publisher has not taken yet: give it a moment (the stop budget bounds it)
+        if self.events.flush(timeout=1.0):
+            log.warning("%d event(s) could not be handed to the publisher before stopping",
+                        self.events.waiting)
         for ring in self.rings.values():
             ring.close()
 
@@ -139,9 +138,10 @@ class InferenceLoop:
         self._swap_gallery()
         self.watcher.poll()
         self._end_idle_tracks()
+        self.events.flush()
         refs = self.batcher.next_batch(timeout)
         self._count_superseded()
-        self.metrics.queue_depth.labels("frames").set(self.channels.frames.qsize())
+        self.metrics.queue_bytes.labels("frames").set(self.channels.frames.pending_bytes())
         if not refs:
             return 0
         frames, metas = [], []
@@ -180,7 +180,7 @@ class InferenceLoop:
         for ref in metas:
             self.metrics.frame_latency.observe(max(0.0, now - ref.capture_ts))
         for event in events:
-            self.channels.events.put(event)
+            self.events.send(event)
         self._analysed(metas)
         return len(frames)
 
@@ -190,7 +190,7 @@ class InferenceLoop:
             credit = self.channels.lossless.get(ref.camera)
             if credit is not None:
                 credit.analysed.value = ref.seq
-                credit.doorbell.release()
+                credit.ring()
 
     def _embed(self, crops: list[np.ndarray]) -> np.ndarray:
         assert self.pipeline.embedder is not None
@@ -203,7 +203,7 @@ class InferenceLoop:
                 command = self.channels.control.get_nowait()
             except queue.Empty:
                 return
-            if command == "reload-gallery":
+            if command is ControlCommand.RELOAD_GALLERY:
                 log.info("reloading the gallery (asked by the supervisor)")
                 self.watcher.poll(force=True)
 
@@ -232,7 +232,7 @@ class InferenceLoop:
             if now - at > limit:
                 events = self.cameras[cam].end(self._last_ts[cam] + self.config.tracking.max_lost_s)
                 for event in events:
-                    self.channels.events.put(event)
+                    self.events.send(event)
                 del self._last_frame_at[cam]
 
     def _count_superseded(self) -> None:

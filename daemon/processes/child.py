@@ -1,7 +1,9 @@
-"""One base for every child process role: spawn, naming, signals, logging, heartbeat.
+"""One base for every child process: spawn, naming, signals, logging, heartbeat.
 
-A role is a module-level function `main(ctx, *args)` that loops until `ctx.stopping()` and
-calls `ctx.beat()` at least every few seconds.  The supervisor judges liveness by that
+A kind of child is a module-level function `main(ctx, *args)` that loops until
+`ctx.stopping()` and calls `ctx.beat()` at least every few seconds, and a `ChildKind` beside it
+that tells the supervisor what it needs to know (how long it may be silent, whether it can
+end by itself, its share of the stop budget).  The supervisor judges liveness by the
 heartbeat, not by `is_alive()`: a process stuck in a C call is alive but useless.
 """
 
@@ -27,6 +29,23 @@ SPAWN: SpawnContext = mp.get_context("spawn")
 
 # A child that never beats again is considered stuck after this long.
 HEARTBEAT_TIMEOUT_S = 20.0
+
+
+@dataclass(frozen=True)
+class ChildKind:
+    """What the supervisor needs to know about one kind of child, declared by its module."""
+
+    name: str  # "source", "inference", "publisher", ...: process names and metric labels
+    # Silence (no heartbeat) after which a running child is restarted.
+    heartbeat_timeout_s: float = HEARTBEAT_TIMEOUT_S
+    # Silence allowed before it first reports ready (loading models, enrolling a gallery).
+    start_grace_s: float = 0.0
+    # Exit code 0 means it finished its work (a file that ended), not that it crashed.
+    may_finish: bool = False
+    # Its share of the stop budget, and its place in the stop order (lower stops first:
+    # producers before consumers, so what is queued still goes out).
+    stop_timeout_s: float = 1.0
+    stop_order: int = 0
 
 
 class SharedFlag:
@@ -67,13 +86,12 @@ class SharedFlag:
 class ChildContext:
     """What a child receives; everything in it must survive pickling for spawn."""
 
-    role: str
+    role: str  # the instance: "inference", "source:door"
     stop_event: SharedFlag
     heartbeat: Any  # a lock-free shared double (see SharedFlag): time.monotonic() of the last beat
-    ready_event: SharedFlag  # set once the role is up
-    log_queue: Any  # multiprocessing.Queue of LogRecords for the supervisor's listener
+    ready_event: SharedFlag  # set once the child is up
+    log_queue: Any  # where LogRecords go: the supervisor's listener (see `LogChannel`)
     log_level: int = logging.INFO
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def beat(self) -> None:
         # CLOCK_MONOTONIC is system-wide on Linux, so the supervisor can compare it with its own
@@ -147,9 +165,13 @@ class Child:
     """A supervised child: how to start it, and its current process."""
 
     role: str
+    kind: ChildKind
     target: Callable[..., None]
     args: tuple[Any, ...]
     ctx: ChildContext
+    # This instance's own silence limit when it differs from its kind's (a camera waiting
+    # out its reconnection backoff is silent longer).
+    heartbeat_timeout_s: float | None = None
     process: SpawnProcess | None = None
     restarts: list[float] = field(default_factory=list)
     next_start: float = 0.0  # monotonic time before which it must not be restarted
@@ -188,7 +210,14 @@ class Child:
         self.process = None
 
 
-def make_context(role: str, log_queue: Any, log_level: int, **extra: Any) -> ChildContext:
+    def silence_limit(self) -> float:
+        """How long it may go without a heartbeat now."""
+        limit = self.heartbeat_timeout_s or self.kind.heartbeat_timeout_s
+        if not self.ctx.ready_event.is_set():
+            limit = max(limit, self.kind.start_grace_s)
+        return limit
+
+
+def make_context(role: str, log_queue: Any, log_level: int) -> ChildContext:
     return ChildContext(role=role, stop_event=SharedFlag(), heartbeat=SPAWN.RawValue("d", 0.0),
-                        ready_event=SharedFlag(), log_queue=log_queue, log_level=log_level,
-                        extra=extra)
+                        ready_event=SharedFlag(), log_queue=log_queue, log_level=log_level)

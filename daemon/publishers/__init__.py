@@ -1,10 +1,13 @@
-"""Where events go: one module per transport (`zmq`, `mqtt`, `jsonl`) behind `Publisher`, and
-`Fanout`, which stamps each event and hands it to all of them.
+"""Where events go: one module per transport (`zmq`, `mqtt`, `jsonl`) behind `Publisher`, the
+`publisher` process that feeds them (`process`), and what sits between the two: the outbox,
+which numbers and stores each event (`outbox`), `Fanout`, which hands a stored event to every
+transport that takes it once (ZeroMQ, JSON lines), and `AckedDelivery`, which feeds a transport
+that acknowledges (MQTT) from the outbox (`delivery`).
 
-    publishers = build_publishers(config, on_ack=outbox.acknowledged)
-    fanout = Fanout(publishers)
+    publishers = build_publishers(config, on_ack=outbox.ack)
+    fanout = Fanout([p for p in publishers if not acknowledges(p)])
     fanout.start()
-    fanout.publish(FaceRecognized(camera="door", ts=frame_ts, ...))
+    fanout.deliver(outbox.add(event, keep=False))
     fanout.stop()
 """
 

@@ -8,7 +8,7 @@ or absent consumer is the transport's problem (drop, queue or buffer), never the
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, TypeGuard
 
 from facewatch.errors import FacewatchError
 from facewatch.events import Event
@@ -23,6 +23,9 @@ class PublisherError(FacewatchError):
 
 class Publisher(Protocol):
     name: str  # "zmq", "mqtt", "jsonl": used in logs and metrics
+    # True for a transport that confirms delivery (MQTT QoS 1: `AckingPublisher`); it is then
+    # fed from the outbox, which keeps each event until confirmed.
+    acknowledges: bool
 
     def start(self) -> None:
         """Open sockets or files; raises `PublisherError` (or `ConfigError`) if it never can."""
@@ -35,3 +38,15 @@ class Publisher(Protocol):
     def stop(self) -> None:
         """Flush what can be flushed quickly and release everything; safe to call twice."""
         ...
+
+
+class AckingPublisher(Publisher, Protocol):
+    """A transport that confirms delivery: it calls its ack hook per event, and says whether
+    it is connected (events wait in the outbox while it is not)."""
+
+    @property
+    def connected(self) -> bool: ...
+
+
+def acknowledges(publisher: Publisher) -> TypeGuard[AckingPublisher]:
+    return publisher.acknowledges

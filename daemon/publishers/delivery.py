@@ -21,10 +21,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Protocol
 
 from facewatch.events import Event
-from facewatch.publishers.base import PublisherError
+from facewatch.publishers.base import AckingPublisher, PublisherError
 from facewatch.publishers.outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -32,19 +31,6 @@ log = logging.getLogger(__name__)
 _LOG_EVERY_S = 60.0
 # After a refused hand-over (paho's own queue full), wait this long before trying again.
 _RETRY_S = 1.0
-
-
-class AckingPublisher(Protocol):
-    name: str
-
-    @property
-    def connected(self) -> bool: ...
-
-    def start(self) -> None: ...
-
-    def publish(self, event: Event) -> None: ...
-
-    def stop(self) -> None: ...
 
 
 class AckedDelivery:

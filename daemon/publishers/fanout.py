@@ -1,7 +1,6 @@
 """Hand each event to every transport that takes it once (ZeroMQ, JSON lines).
 
-`publish` stamps `seq` and `published_ts` itself; `deliver` takes an event the outbox has
-already stamped (what the publisher process does: the outbox owns the numbering).
+Events arrive stamped (`seq`, `published_ts`) by the outbox, which owns the numbering.
 
 A transport that fails (raises) does not stop the others.  Each failure is counted; the first
 of a run of failures is logged with its reason, then at most one summary a minute, and the
@@ -35,25 +34,16 @@ class PublisherStats:
 
 
 class Fanout:
-    def __init__(self, publishers: Sequence[Publisher], *, first_seq: int = 1,
-                 clock: Callable[[], float] = time.time,
+    def __init__(self, publishers: Sequence[Publisher], *,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
-        if first_seq < 1:
-            raise ValueError(f"first_seq must be >= 1, got {first_seq}")
         names = [p.name for p in publishers]
         if len(set(names)) != len(names):
             raise ValueError(f"publisher names must be unique, got {names}")
         self.publishers = tuple(publishers)
-        self._next_seq = first_seq
-        self._clock = clock
         self._monotonic = monotonic
         self._lock = threading.Lock()
         self._stats = {p.name: PublisherStats() for p in publishers}
         self._started: list[Publisher] = []
-
-    @property
-    def next_seq(self) -> int:
-        return self._next_seq
 
     def start(self) -> None:
         """Start every publisher; if one cannot start, stop those started and re-raise."""
@@ -65,19 +55,10 @@ class Fanout:
                 raise
             self._started.append(publisher)
 
-    def publish(self, event: Event) -> Event:
-        """Stamp `event` and send it everywhere; returns the stamped event."""
-        with self._lock:  # seq order is publication order, whichever thread calls
-            stamped = event.stamped(self._next_seq, self._clock())
-            self._next_seq += 1
-            for publisher in self.publishers:
-                self._publish_one(publisher, stamped)
-        return stamped
-
     def deliver(self, stamped: Event) -> None:
         """Send an event that already carries its `seq` everywhere."""
         if stamped.seq is None:
-            raise ValueError("deliver() needs a stamped event; publish() stamps")
+            raise ValueError("deliver() needs an event stamped by the outbox")
         with self._lock:
             for publisher in self.publishers:
                 self._publish_one(publisher, stamped)

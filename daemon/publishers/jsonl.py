@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 class JsonlPublisher:
     name = "jsonl"
+    acknowledges = False
 
     def __init__(self, path: Path, *, fsync: bool = False) -> None:
         """`fsync` also forces each line to disk (slower; survives power loss, not just a crash)."""

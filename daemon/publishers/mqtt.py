@@ -153,6 +153,7 @@ def describe_connect_error(address: str, exc: OSError | None) -> str:
 
 class MqttPublisher:
     name = "mqtt"
+    acknowledges = True
 
     def __init__(self, settings: MqttOutput, cameras: Sequence[str] = (), *,
                  on_ack: AckHook | None = None, reconnect_min_s: int = 1,

@@ -23,17 +23,20 @@ from typing import Any
 
 from facewatch.config.daemon import DaemonConfig
 from facewatch.errors import EXIT_CONFIG, ConfigError, FacewatchError
-from facewatch.events.schema import CameraStatus, Event
+from facewatch.events.schema import Event
 from facewatch.metrics import Metrics
-from facewatch.processes.child import ChildContext
+from facewatch.processes.channels import Channel
+from facewatch.processes.child import ChildContext, ChildKind
+from facewatch.publishers.base import acknowledges
 from facewatch.publishers.build import build_publishers
-from facewatch.publishers.delivery import AckedDelivery, AckingPublisher
+from facewatch.publishers.delivery import AckedDelivery
 from facewatch.publishers.fanout import Fanout
 from facewatch.publishers.outbox import Outbox
-from facewatch.streams.reader import StreamState, StreamStatus
 
 log = logging.getLogger(__name__)
 
+# The last to stop: it drains what the others queued.
+KIND = ChildKind("publisher", stop_timeout_s=4.0, stop_order=3)
 OUTBOX_FILE = "outbox.sqlite"
 _DRAIN_S = 3.0
 _SETTLE_S = 1.5
@@ -55,19 +58,8 @@ def outbox_path(config: DaemonConfig) -> Path:
     return Path(config.state_dir) / OUTBOX_FILE
 
 
-def _as_event(item: Any, metrics: Metrics) -> Event | None:
-    if isinstance(item, StreamStatus):
-        if item.state is StreamState.RECONNECTING:
-            metrics.reconnects.labels(item.camera).inc()
-        return CameraStatus.from_stream_status(item)
-    if isinstance(item, Event):
-        return item
-    log.error("ignoring an unexpected item on the event queue: %r", type(item).__name__)
-    return None
-
-
 class PublisherLoop:
-    def __init__(self, config: DaemonConfig, events: Any, metrics: Metrics,
+    def __init__(self, config: DaemonConfig, events: Channel[Event], metrics: Metrics,
                  monotonic: Any = time.monotonic) -> None:
         self.events = events
         self.metrics = metrics
@@ -79,13 +71,14 @@ class PublisherLoop:
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"{path}: cannot open the outbox ({exc}); check state_dir") from None
         publishers = build_publishers(config, on_ack=self.outbox.ack)
-        acking = [p for p in publishers if p.name == "mqtt"]
-        self.fanout = Fanout([p for p in publishers if p.name != "mqtt"])
+        # A transport that acknowledges (MQTT) is fed from the outbox; the others get each
+        # event once, as soon as it is stored.
+        self.fanout = Fanout([p for p in publishers if not acknowledges(p)])
         self.delivery: AckedDelivery | None = None
-        if acking:
-            mqtt: AckingPublisher = acking[0]  # type: ignore[assignment]
-            failures = metrics.publish_failures.labels("mqtt")
-            self.delivery = AckedDelivery(mqtt, self.outbox, on_failure=failures.inc)
+        for publisher in publishers:
+            if acknowledges(publisher):
+                failures = metrics.publish_failures.labels(publisher.name)
+                self.delivery = AckedDelivery(publisher, self.outbox, on_failure=failures.inc)
         self._failed: dict[str, int] = {}
         self._housekeeping_at = 0.0
         self._gauge_at = 0.0
@@ -105,10 +98,7 @@ class PublisherLoop:
                          pending)
         self._housekeeping()
 
-    def handle(self, item: Any) -> None:
-        event = _as_event(item, self.metrics)
-        if event is None:
-            return
+    def handle(self, event: Event) -> None:
         # on disk (when a transport confirms delivery) before any transport sees it
         stamped = self.outbox.add(event, keep=self.delivery is not None)
         self.fanout.deliver(stamped)
@@ -134,7 +124,7 @@ class PublisherLoop:
             item = self.events.get(timeout=0.001 if backlog else min(timeout, _POLL_S))
         except queue.Empty:
             return False
-        self.metrics.queue_depth.labels("events").set(self.events.qsize())
+        self.metrics.queue_bytes.labels("events").set(self.events.pending_bytes())
         self.handle(item)
         return True
 
@@ -170,7 +160,7 @@ class PublisherLoop:
             self.metrics.outbox_dropped.inc(dropped)
 
 
-def run_publisher(ctx: ChildContext, config: DaemonConfig, events: Any) -> None:
+def run_publisher(ctx: ChildContext, config: DaemonConfig, events: Channel[Event]) -> None:
     loop: PublisherLoop | None = None
     try:
         loop = PublisherLoop(config, events, Metrics())

@@ -131,6 +131,7 @@ def topic_of(event: Event) -> bytes:
 
 class ZmqPublisher:
     name = "zmq"
+    acknowledges = False
 
     def __init__(self, bind: str = "tcp://127.0.0.1:5556", *, send_hwm: int = 10_000,
                  linger_ms: int = 500, curve: ZmqCurve | None = None) -> None:

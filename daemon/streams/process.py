@@ -12,44 +12,23 @@ from __future__ import annotations
 
 import logging
 import queue
-from dataclasses import dataclass
-from typing import Any
 
-from facewatch.frames.ring import FrameRing, FrameTooLargeError
+from facewatch.events.schema import CameraStatus
+from facewatch.frames.ring import FrameRef, FrameRing, FrameTooLargeError
 from facewatch.metrics import Metrics
-from facewatch.processes.child import ChildContext
+from facewatch.processes.channels import Channel, LosslessCredit, StreamChannels
+from facewatch.processes.child import ChildContext, ChildKind
 from facewatch.streams.reader import CameraFrame, CameraReader, StreamState, StreamStatus
 from facewatch.streams.settings import StreamSettings
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class LosslessCredit:
-    """What a lossless source shares with the inference process (created by the supervisor with the ring).
-
-    The inference process sets `analysed` to a frame's ring sequence number once the frame is analysed
-    and its events are queued (frames of one camera are analysed in order), then rings the
-    doorbell.  Unanalysed frames are therefore `ring.next_seq - 1 - analysed`, which is exact
-    whatever happened to the processes: a counter of permits would be off after an inference process
-    died holding some.  A restarted inference process reads the unanalysed frames back from the ring.
-    """
-
-    analysed: Any  # multiprocessing.Value('q'): ring seq of the last analysed frame, -1: none
-    doorbell: Any  # multiprocessing.Semaphore, released after each analysed frame
-
-    def unanalysed(self, ring: FrameRing) -> int:
-        return ring.next_seq - 1 - int(self.analysed.value)
-
-
-@dataclass(frozen=True)
-class StreamChannels:
-    """The shared objects a source process writes to (all picklable for spawn)."""
-
-    ring_name: str
-    frames: Any  # multiprocessing.Queue of FrameRef, shared by all cameras
-    statuses: Any  # multiprocessing.Queue of StreamStatus (to the publisher)
-    lossless: LosslessCredit | None  # for files read as fast as possible, else None
+# Its heartbeat limit is set per camera by the supervisor (reconnection backoff + the
+# no-frame watchdog); a file that does not loop finishes by itself.
+KIND = ChildKind("source", may_finish=True, stop_timeout_s=1.0, stop_order=0)
+# A camera.status event that cannot be queued within this long is dropped (and logged):
+# the publisher is restarting, and the next change of state will tell anyway.
+_STATUS_PUT_S = 2.0
 
 
 def run_source(ctx: ChildContext, camera: str, settings: StreamSettings,
@@ -68,7 +47,9 @@ def run_source(ctx: ChildContext, camera: str, settings: StreamSettings,
             decoded.inc(reader.frames_decoded - counted)
             counted = reader.frames_decoded
             if isinstance(record, StreamStatus):
-                channels.statuses.put(record)
+                if record.state is StreamState.RECONNECTING:
+                    metrics.reconnects.labels(camera).inc()
+                _send_status(channels, record)
                 last_logged = _log_status(record, settings.shown_url, last_logged)
                 if not ctx.ready_event.is_set():
                     ctx.ready()  # "opened": online or not, this camera has reported
@@ -112,16 +93,25 @@ def _log_status(status: StreamStatus, url: str, last: tuple[str, str] | None) ->
 def _wait_for_room(ctx: ChildContext, ring: FrameRing, credit: LosslessCredit) -> bool:
     """Wait until writing a frame overwrites no unanalysed one, staying responsive to stop
     requests; False if asked to stop."""
-    while credit.unanalysed(ring) >= ring.slots - 1:
+    while credit.unanalysed(ring.next_seq) >= ring.slots - 1:
         if ctx.stopping():
             return False
         # the doorbell only wakes us up: the count above is what decides
-        credit.doorbell.acquire(timeout=0.2)
+        credit.wait(timeout=0.2)
         ctx.beat()
     return True
 
 
-def _put(ctx: ChildContext, frames: Any, ref: Any) -> bool:
+def _send_status(channels: StreamChannels, status: StreamStatus) -> None:
+    """The camera's change of state, as the event it becomes, to the publisher."""
+    try:
+        channels.events.put(CameraStatus.from_stream_status(status), timeout=_STATUS_PUT_S)
+    except queue.Full:
+        log.warning("camera %s: the %s status was not queued (the publisher is not reading)",
+                    status.camera, status.state.value)
+
+
+def _put(ctx: ChildContext, frames: Channel[FrameRef], ref: FrameRef) -> bool:
     """Queue a lossless frame's reference, waiting for room rather than dropping it."""
     while not ctx.stopping():
         try:

@@ -25,7 +25,7 @@ import hashlib
 import logging
 import logging.handlers
 import os
-import queue
+import shutil
 import signal
 import time
 from dataclasses import dataclass, field
@@ -34,32 +34,43 @@ from typing import Any
 
 from facewatch.config.daemon import DaemonConfig
 from facewatch.errors import EXIT_CONFIG, FacewatchError
-from facewatch.frames.ring import FrameRing
-from facewatch.inference.process import InferenceChannels, run_inference
+from facewatch.events.schema import Event
+from facewatch.frames.ring import FrameRef, FrameRing
+from facewatch.inference import process as inference_process
 from facewatch.metrics import Metrics, prepare_multiprocess_dir, process_died, serve
-from facewatch.processes.child import (
-    HEARTBEAT_TIMEOUT_S,
-    SPAWN,
-    Child,
-    make_context,
+from facewatch.processes.channels import (
+    Channel,
+    ControlCodec,
+    ControlCommand,
+    EventCodec,
+    FrameRefCodec,
+    InferenceChannels,
+    LogRecordCodec,
+    LosslessCredit,
+    StreamChannels,
+    lossless_credit,
 )
-from facewatch.processes.queues import release_stale_reader_lock
-from facewatch.publishers.process import run_publisher
-from facewatch.streams.process import LosslessCredit, StreamChannels, run_source
+from facewatch.processes.child import SPAWN, Child, ChildKind, make_context
+from facewatch.publishers import process as publisher_process
+from facewatch.streams import process as source_process
 from facewatch.streams.urls import SourceKind
+from facewatch.supervisor.preflight import check_zmq_bind
 from facewatch.supervisor.systemd import SystemdNotifier
 
 log = logging.getLogger(__name__)
 
 RING_SLOTS = 6
+# Channel capacities: frame references are ~60 bytes (a few batches' worth is plenty: live
+# cameras drop stale frames anyway); events wait here while the publisher restarts.
+FRAMES_CHANNEL_BYTES = 16 * 1024
+EVENTS_CHANNEL_BYTES = 4 * 1024 * 1024
+LOG_CHANNEL_BYTES = 1024 * 1024
 # Frames are refused above this size unless the camera sets max_size; 1080p covers most
 # cameras, and a 4K camera is better analysed scaled down anyway.
 DEFAULT_MAX_FRAME = (1920, 1080)
 STOP_BUDGET_S = 10.0
 _RESTART_WINDOW_S = 60.0
 _MAX_RESTART_DELAY_S = 30.0
-# The inference process loads models and enrols the gallery before it beats regularly.
-_INFERENCE_START_GRACE_S = 120.0
 
 
 @dataclass
@@ -122,13 +133,14 @@ class Supervisor:
         self.children: dict[str, Child] = {}
         self.rings: dict[str, FrameRing] = {}
         self.lossless: dict[str, LosslessCredit] = {}
+        self._metrics_dir: Path | None = None
         self.exit_code = 0
         self._rings_made = 0
         self._ready_sent = False
         self._last_watchdog = 0.0
         self._metrics_server: Any = None
         self._log_listener: logging.handlers.QueueListener | None = None
-        self._log_queue: Any = None
+        self._log_channel: Channel[logging.LogRecord | None] | None = None
         self.metrics: Metrics | None = None
 
     # Setup --------------------------------------------------------------------------------
@@ -138,7 +150,11 @@ class Supervisor:
         state = Path(self.config.state_dir)
         state.mkdir(parents=True, exist_ok=True, mode=0o700)
         runtime = Path(os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0] or state / "run")
-        prepare_multiprocess_dir(runtime / f"metrics-{os.getpid()}")
+        # Outside systemd (which empties RUNTIME_DIRECTORY itself) the folders of earlier runs
+        # would pile up under the state directory: remove those whose daemon is gone.
+        remove_stale_metrics_dirs(runtime, os.getpid())
+        self._metrics_dir = runtime / f"metrics-{os.getpid()}"
+        prepare_multiprocess_dir(self._metrics_dir)
         self.metrics = Metrics()
         m = self.config.metrics
         if m.enabled:
@@ -148,13 +164,13 @@ class Supervisor:
             except OSError as exc:
                 log.error("metrics endpoint %s:%d unavailable (%s); continuing without it",
                           m.bind, m.port, exc.strerror or exc)
-        self._log_queue = SPAWN.Queue()
+        self._log_channel = Channel("logs", LogRecordCodec(), LOG_CHANNEL_BYTES)
         self._log_listener = logging.handlers.QueueListener(
-            self._log_queue, *logging.getLogger().handlers, respect_handler_level=True)
+            self._log_channel, *logging.getLogger().handlers, respect_handler_level=True)
         self._log_listener.start()
-        self.frames = SPAWN.Queue(maxsize=64)
-        self.events = SPAWN.Queue(maxsize=100_000)
-        self.control = SPAWN.Queue()
+        self.frames: Channel[FrameRef] = Channel("frames", FrameRefCodec(), FRAMES_CHANNEL_BYTES)
+        self.events: Channel[Event] = Channel("events", EventCodec(), EVENTS_CHANNEL_BYTES)
+        self.control: Channel[ControlCommand] = Channel("control", ControlCodec())
         self._ring_prefix = f"{ring_prefix(state)}{os.getpid()}-"
         stale = remove_stale_rings(ring_prefix(state), os.getpid())
         if stale:
@@ -174,36 +190,33 @@ class Supervisor:
             camera.name, slots=RING_SLOTS, max_width=width, max_height=height,
             name=f"{self._ring_prefix}{self._rings_made}-{camera.name}")
         if not is_live(camera):
-            self.lossless[camera.name] = LosslessCredit(SPAWN.Value("q", -1, lock=False),
-                                                        SPAWN.Semaphore(0))
+            self.lossless[camera.name] = lossless_credit(SPAWN)
 
-    def _context(self, role: str, heartbeat_timeout: float) -> Any:
-        return make_context(role, self._log_queue, self.config.logging.numeric_level,
-                            heartbeat_timeout=heartbeat_timeout)
+    def _child(self, role: str, kind: ChildKind, target: Any, args: tuple[Any, ...],
+               heartbeat_timeout_s: float | None = None) -> Child:
+        ctx = make_context(role, self._log_channel, self.config.logging.numeric_level)
+        child = Child(role, kind, target, args, ctx, heartbeat_timeout_s=heartbeat_timeout_s)
+        self.children[role] = child
+        return child
 
-    def _add_publisher(self) -> None:
-        self.children["publisher"] = Child("publisher", run_publisher,
-                                           (self.config, self.events),
-                                           self._context("publisher", HEARTBEAT_TIMEOUT_S))
+    def _add_publisher(self) -> Child:
+        return self._child("publisher", publisher_process.KIND, publisher_process.run_publisher,
+                           (self.config, self.events))
 
-    def _inference_channels(self) -> InferenceChannels:
-        return InferenceChannels({c: r.name for c, r in self.rings.items()}, self.frames,
-                              self.events, self.control, dict(self.lossless))
+    def _add_inference(self) -> Child:
+        channels = InferenceChannels({c: r.name for c, r in self.rings.items()}, self.frames,
+                                     self.events, self.control, dict(self.lossless))
+        return self._child("inference", inference_process.KIND, inference_process.run_inference,
+                           (self.config, channels))
 
-    def _add_inference(self) -> None:
-        self.children["inference"] = Child("inference", run_inference,
-                                        (self.config, self._inference_channels()),
-                                        self._context("inference", HEARTBEAT_TIMEOUT_S))
-
-    def _add_source(self, camera: Any) -> None:
+    def _add_source(self, camera: Any) -> Child:
         settings = camera.stream_settings()
         channels = StreamChannels(self.rings[camera.name].name, self.frames, self.events,
                                   self.lossless.get(camera.name))
         # A source is silent while it waits to reconnect or for a stalled stream to time out.
         timeout = settings.reconnect_max_s + settings.no_frame_timeout_s + 30.0
-        role = f"source:{camera.name}"
-        self.children[role] = Child(role, run_source, (camera.name, settings, channels),
-                                    self._context(role, timeout))
+        return self._child(f"source:{camera.name}", source_process.KIND, source_process.run_source,
+                           (camera.name, settings, channels), heartbeat_timeout_s=timeout)
 
     # Main loop ----------------------------------------------------------------------------
 
@@ -239,14 +252,11 @@ class Supervisor:
                 continue
             if child.process is None:
                 if now >= child.next_start:
-                    self._start_again(child)
+                    child.start()
                 continue
-            timeout = float(child.ctx.extra.get("heartbeat_timeout", HEARTBEAT_TIMEOUT_S))
-            if child.role == "inference" and not child.ctx.ready_event.is_set():
-                timeout = max(timeout, _INFERENCE_START_GRACE_S)
             if not child.alive():
                 code = child.process.exitcode
-                if code == 0 and child.role.startswith("source:"):
+                if code == 0 and child.kind.may_finish:
                     # a file that does not loop has ended: its status said so (offline, eof)
                     log.info("%s finished", child.role)
                     child.stop(timeout=0.5)
@@ -262,7 +272,7 @@ class Supervisor:
                     return
                 log.error("%s exited (code %s); restarting", child.role, code)
                 self._retire(child)
-            elif child.heartbeat_age() > timeout:
+            elif child.heartbeat_age() > child.silence_limit():
                 log.error("%s stopped responding (no heartbeat for %.0f s); restarting",
                           child.role, child.heartbeat_age())
                 self._retire(child)
@@ -280,27 +290,7 @@ class Supervisor:
         child.restarts.append(now)
         child.next_start = now + delay
         if self.metrics:
-            self.metrics.restarts.labels(child.role.split(":")[0]).inc()
-
-    def _start_again(self, child: Child) -> None:
-        # the role's predecessor is gone: no one else reads these queues
-        if child.role == "inference":
-            release_stale_reader_lock(self.frames, "frames")
-            release_stale_reader_lock(self.control, "control")
-            self._discard_queued_frames()
-        elif child.role == "publisher":
-            release_stale_reader_lock(self.events, "events")
-        child.start()
-
-    def _discard_queued_frames(self) -> None:
-        """References queued for a dead inference process: live frames are stale by now, and a lossless
-        camera's frames are read back from its ring by the new inference process (see
-        facewatch.inference.process), so nothing of those is lost."""
-        while True:
-            try:
-                self.frames.get_nowait()
-            except queue.Empty:
-                break
+            self.metrics.restarts.labels(child.kind.name).inc()
 
     def _notify(self) -> None:
         children = [c for c in self.children.values() if not c.finished]
@@ -309,8 +299,7 @@ class Supervisor:
             self.notifier.ready(self._status_line())
             log.info("ready: %s", self._status_line())
         now = time.monotonic()
-        healthy = all(c.alive() and c.heartbeat_age() <= float(
-            c.ctx.extra.get("heartbeat_timeout", HEARTBEAT_TIMEOUT_S)) for c in children)
+        healthy = all(c.alive() and c.heartbeat_age() <= c.silence_limit() for c in children)
         if healthy and self.notifier.watchdog_s and now - self._last_watchdog >= \
                 self.notifier.watchdog_s / 2:
             self._last_watchdog = now
@@ -318,7 +307,7 @@ class Supervisor:
             self.notifier.status(self._status_line())
 
     def _status_line(self) -> str:
-        sources = [c for role, c in self.children.items() if role.startswith("source:")]
+        sources = [c for c in self.children.values() if c.kind is source_process.KIND]
         up = sum(1 for c in sources if c.alive() or c.finished)
         inference = self.children.get("inference")
         state = "running" if inference is not None and inference.alive() else "inference restarting"
@@ -328,46 +317,47 @@ class Supervisor:
 
     def _reload(self) -> None:
         if self.config_path is None:
-            self.control.put("reload-gallery")
+            self.control.put(ControlCommand.RELOAD_GALLERY)
             return
         from facewatch.config import load_resolved
 
+        old = self.config
         try:
             new = load_resolved(self.config_path)
+            if _zmq_bind(new) != _zmq_bind(old):
+                # The running publisher holds the old address; a new one in use would make
+                # the restarted publisher fail for ever (nothing would reach any output).
+                check_zmq_bind(new)
         except FacewatchError as exc:
             log.error("config not reloaded, the running one stays: %s", exc)
             self.notifier.status(f"config reload failed: {exc}")
             if self.metrics:
                 self.metrics.config_reloads.labels("error").inc()
             return
-        old = self.config
         self.config = new
         old_cams = {c.name: c for c in old.enabled_cameras}
         new_cams = {c.name: c for c in new.enabled_cameras}
         cameras_changed = old_cams != new_cams
-        for name in old_cams.keys() - new_cams.keys() | {n for n in old_cams.keys() & new_cams.keys()
-                                                          if old_cams[n] != new_cams[n]}:
-            child = self.children.pop(f"source:{name}")
-            child.stop(timeout=2.0)
+        changed = {n for n in old_cams.keys() & new_cams.keys() if old_cams[n] != new_cams[n]}
+        for name in (old_cams.keys() - new_cams.keys()) | changed:
+            self.children.pop(f"source:{name}").stop(timeout=2.0)
             self.rings.pop(name).close()
             self.lossless.pop(name, None)
-        for name in new_cams.keys() - {r.split(":", 1)[1] for r in self.children
-                                       if r.startswith("source:")}:
+        running = {c.args[0] for c in self.children.values() if c.kind is source_process.KIND}
+        for name in new_cams.keys() - running:
             self._make_ring(new_cams[name])
-            self._add_source(new_cams[name])
-            self.children[f"source:{name}"].start()
-        inference_inputs = ("gallery", "inference", "tracking", "recognition", "snapshots", "state_dir")
+            self._add_source(new_cams[name]).start()
+        inference_inputs = ("gallery", "inference", "tracking", "recognition", "snapshots",
+                            "state_dir")
         if cameras_changed or any(getattr(old, k) != getattr(new, k) for k in inference_inputs):
             self.children["inference"].stop(timeout=3.0)
-            self._add_inference()
-            self._start_again(self.children["inference"])
+            self._add_inference().start()
         else:
-            self.control.put("reload-gallery")
+            self.control.put(ControlCommand.RELOAD_GALLERY)
         if (old.outputs != new.outputs or old.outbox != new.outbox
                 or old.state_dir != new.state_dir or old.camera_names != new.camera_names):
             self.children["publisher"].stop(timeout=3.0)
-            self._add_publisher()
-            self._start_again(self.children["publisher"])
+            self._add_publisher().start()
         if self.metrics:
             self.metrics.config_reloads.labels("ok").inc()
         log.info("reloaded %s", self.config_path)
@@ -376,14 +366,10 @@ class Supervisor:
         self.notifier.stopping()
         log.info("stopping")
         deadline = time.monotonic() + STOP_BUDGET_S - 1.0
-        # data-flow order: stop producing frames, let the inference process end its tracks, then let the
-        # publisher drain everything queued
-        order = [r for r in self.children if r.startswith("source:")] + ["inference", "publisher"]
-        for role in order:
-            child = self.children.get(role)
-            if child is None:
-                continue
-            share = {"inference": 3.0, "publisher": 4.0}.get(role, 1.0)
+        # data-flow order (each kind's stop_order): stop producing frames, let the inference
+        # process end its tracks, then let the publisher drain everything queued
+        for child in sorted(self.children.values(), key=lambda c: c.kind.stop_order):
+            share = child.kind.stop_timeout_s
             child.stop(timeout=max(0.5, min(share, deadline - time.monotonic())))
         for ring in self.rings.values():
             ring.close()
@@ -391,5 +377,27 @@ class Supervisor:
             self._metrics_server.shutdown()
         if self._log_listener is not None:
             self._log_listener.stop()
+        if self._metrics_dir is not None:
+            shutil.rmtree(self._metrics_dir, ignore_errors=True)
         self.notifier.close()
         log.info("stopped")
+
+
+def _zmq_bind(config: DaemonConfig) -> str | None:
+    return config.outputs.zmq.bind if config.outputs.zmq is not None else None
+
+
+def remove_stale_metrics_dirs(runtime: Path, own_pid: int) -> list[Path]:
+    """Remove `metrics-<pid>` folders under `runtime` whose daemon (pid) is gone."""
+    removed: list[Path] = []
+    try:
+        folders = sorted(runtime.glob("metrics-*"))
+    except OSError:
+        return removed
+    for folder in folders:
+        pid = folder.name.removeprefix("metrics-")
+        if not pid.isdigit() or int(pid) == own_pid or _is_facewatch(int(pid)):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed

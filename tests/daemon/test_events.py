@@ -29,6 +29,7 @@ from facewatch.events import (
 from facewatch.publishers import Fanout
 from facewatch.publishers.jsonl import JsonlPublisher
 from facewatch.streams.reader import StreamState, StreamStatus
+from tests.support.publishing import stamped_sender
 
 TS = 1_718_000_000.125
 
@@ -67,9 +68,10 @@ def published(events: list[Event], tmp_path: Path) -> list[dict[str, Any]]:
     """`events` as the daemon writes them: through the fan-out into a JSON-lines file."""
     path = tmp_path / "events.jsonl"
     fanout = Fanout([JsonlPublisher(path)])
+    publish = stamped_sender(fanout)
     fanout.start()
     for event in events:
-        fanout.publish(event)
+        publish(event)
     fanout.stop()
     return [json.loads(line) for line in path.read_bytes().splitlines()]
 

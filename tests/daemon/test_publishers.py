@@ -39,6 +39,7 @@ from facewatch.publishers.jsonl import JsonlPublisher
 from facewatch.publishers.mqtt import MqttPublisher, discovery_messages
 from facewatch.publishers.zmq import ZmqPublisher
 from tests.support.mosquitto import Mosquitto, free_port
+from tests.support.publishing import stamped_sender
 
 REPO = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 10.0
@@ -168,6 +169,7 @@ def test_zmq_topics_and_frames(zmq_sub: SubFactory, publishers: list[Any]) -> No
     publisher = ZmqPublisher("tcp://127.0.0.1:*")
     publishers.append(publisher)
     fanout = Fanout([publisher])
+    publish = stamped_sender(fanout)
     fanout.start()
     endpoint = publisher.endpoint
     assert endpoint.startswith("tcp://127.0.0.1:") and not endpoint.endswith("*")
@@ -177,16 +179,16 @@ def test_zmq_topics_and_frames(zmq_sub: SubFactory, publishers: list[Any]) -> No
     # ZeroMQ subscriptions take a moment to reach the publisher: send probes until all see one.
     probes_seen: set[int] = set()
     while len(probes_seen) < 3:
-        fanout.publish(FaceRecognized(camera="probe", ts=1, track_id=0, identity="p", name="p",
+        publish(FaceRecognized(camera="probe", ts=1, track_id=0, identity="p", name="p",
                                       score=0.5, bbox=(0, 0, 1, 1)))
-        fanout.publish(started("door", 0))
+        publish(started("door", 0))
         for i, sock in enumerate((everything, recognitions, one_camera)):
             if sock.poll(20):
                 probes_seen.add(i)
     for sock in (everything, recognitions, one_camera):
         drain(sock)
 
-    sent = [fanout.publish(e) for e in (status("door"), started("door", 7), recognized("door", 7),
+    sent = [publish(e) for e in (status("door"), started("door", 7), recognized("door", 7),
                                         recognized("door2", 8), ended("door", 7))]
     frames = drain(everything)
     assert [f[0] for f in frames] == [b"camera.status/door", b"track.started/door",
@@ -291,11 +293,12 @@ def test_fanout_stamps_and_survives_a_failing_publisher(tmp_path: Path,
     path = tmp_path / "events.jsonl"
     broken = Broken()
     clock = iter(range(1000, 2000))
-    fanout = Fanout([broken, JsonlPublisher(path)], first_seq=41, clock=lambda: float(next(clock)))
+    fanout = Fanout([broken, JsonlPublisher(path)])
+    publish = stamped_sender(fanout, first_seq=41, clock=lambda: float(next(clock)))
     fanout.start()
     events = [status(), started(), recognized(), ended()]
     with caplog.at_level(logging.WARNING, logger="facewatch.publishers.fanout"):
-        stamped = [fanout.publish(e) for e in events]
+        stamped = [publish(e) for e in events]
     fanout.stop()
     assert broken.stopped
     assert [e.seq for e in stamped] == [41, 42, 43, 44]
@@ -333,11 +336,12 @@ def test_mqtt_topics_retained_status_and_acknowledgements(mosquitto: Mosquitto, 
     publisher = MqttPublisher(mqtt_settings(mosquitto), ["door", "yard"], on_ack=acked.append)
     publishers.append(publisher)
     fanout = Fanout([publisher])
+    publish = stamped_sender(fanout)
     fanout.start()
     assert publisher.wait_connected(TIMEOUT_S)
     live.wait_for("facewatch/available", b"online")
 
-    sent = [fanout.publish(e) for e in (status("door"), started("door"), recognized("door"),
+    sent = [publish(e) for e in (status("door"), started("door"), recognized("door"),
                                         FaceUnknown(camera="yard", ts=time.time(), track_id=2,
                                                     bbox=(1, 2, 3, 4), score=0.1),
                                         ended("door"), status("door", "offline", "eof"))]
@@ -579,14 +583,15 @@ def test_build_publishers_from_a_resolved_config(tmp_path: Path, mosquitto: Mosq
     live = Subscriber(mosquitto)
     subscribers.append(live)
     fanout = Fanout(built)
+    publish = stamped_sender(fanout)
     fanout.start()
     try:
         zmq_pub = built[0]
         assert isinstance(zmq_pub, ZmqPublisher)
         sub = zmq_sub(zmq_pub.endpoint, b"")
         while not sub.poll(20):
-            fanout.publish(status())
-        event = fanout.publish(recognized())
+            publish(status())
+        event = publish(recognized())
         frames = drain(sub)
         assert frames[-1] == [b"face.recognized/door", json.dumps(to_dict(event), separators=(",", ":"),
                                                                  ensure_ascii=False).encode()]
@@ -624,11 +629,12 @@ def test_tail_zmq_json_filters_and_counts(publishers: list[Any]) -> None:
     publisher = ZmqPublisher("tcp://127.0.0.1:*")
     publishers.append(publisher)
     fanout = Fanout([publisher])
+    publish = stamped_sender(fanout)
     fanout.start()
 
     def feed() -> None:
         for e in (status("door"), recognized("door2"), recognized("door"), started("door")):
-            fanout.publish(e)
+            publish(e)
 
     result = run_tail(["--zmq", publisher.endpoint, "--type", "face.recognized", "--camera", "door",
                        "--count", "2", "--json"], feed)
@@ -643,9 +649,10 @@ def test_tail_zmq_human_lines(publishers: list[Any]) -> None:
     publisher = ZmqPublisher("tcp://127.0.0.1:*")
     publishers.append(publisher)
     fanout = Fanout([publisher])
+    publish = stamped_sender(fanout)
     fanout.start()
     result = run_tail(["--zmq", publisher.endpoint, "--count", "4"],
-                      lambda: [fanout.publish(e) for e in (recognized(), ended(),
+                      lambda: [publish(e) for e in (recognized(), ended(),
                                                            status("yard", "offline", "eof"))])
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
@@ -659,10 +666,11 @@ def test_tail_mqtt_and_timeout(mosquitto: Mosquitto, publishers: list[Any]) -> N
     publisher = MqttPublisher(mqtt_settings(mosquitto), ["door"])
     publishers.append(publisher)
     fanout = Fanout([publisher])
+    publish = stamped_sender(fanout)
     fanout.start()
     assert publisher.wait_connected(TIMEOUT_S)
     result = run_tail(["--mqtt", f"127.0.0.1:{mosquitto.port}", "--type", "track.ended", "--count", "1",
-                       "--json"], lambda: [fanout.publish(e) for e in (recognized(), ended())])
+                       "--json"], lambda: [publish(e) for e in (recognized(), ended())])
     assert result.returncode == 0, result.stderr
     [event] = json.loads(result.stdout)
     assert event["type"] == "track.ended" and event["identity"] == "ada"
