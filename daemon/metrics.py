@@ -92,8 +92,22 @@ def serve(bind: str, port: int) -> Any:
     from prometheus_client import CollectorRegistry, start_http_server
     from prometheus_client.multiprocess import MultiProcessCollector
 
+    class Collector(MultiProcessCollector):
+        """A child that dies while a scrape lists the files has its live gauges' files
+        removed (`process_died`) before they are read: the scrape then failed with HTTP 500.
+        Such a scrape is simply made again."""
+
+        def collect(self) -> Any:
+            for attempt in range(3):
+                try:
+                    return list(super().collect())  # type: ignore[no-untyped-call]
+                except FileNotFoundError:
+                    if attempt == 2:
+                        raise
+            return []
+
     registry = CollectorRegistry()
-    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    Collector(registry)  # type: ignore[no-untyped-call]
     server, _thread = start_http_server(port, addr=bind, registry=registry)
     return server
 

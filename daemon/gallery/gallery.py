@@ -97,10 +97,15 @@ class Gallery:
         Any image that cannot be enrolled fails the whole build (listing every such image),
         unless `skip_bad`: a gallery silently missing a person is worse than an error.
         """
+        return cls.build(load_gallery_spec(source), pipeline, state_dir or default_state_dir(source),
+                         largest_face, skip_bad)
+
+    @classmethod
+    def build(cls, spec: GallerySpec, pipeline: FacePipeline, state: Path,
+              largest_face: bool = False, skip_bad: bool = False) -> Gallery:
+        """A gallery from a spec already loaded (`open` reads it from its file first)."""
         if pipeline.embedder is None:
             raise GalleryError("a gallery needs an embedder")
-        spec = load_gallery_spec(source)
-        state = state_dir or default_state_dir(source)
         try:
             state.mkdir(parents=True, exist_ok=True, mode=0o700)
             _make_private(state)

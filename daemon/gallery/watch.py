@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from facewatch.errors import FacewatchError
+from facewatch.gallery import last_good
 from facewatch.gallery.gallery import Gallery
 from facewatch.pipeline import FacePipeline
 
@@ -101,6 +102,7 @@ class GalleryWatcher:
             self._results.put(ReloadResult(None, f"{type(exc).__name__}: {exc}"))
             return
         self.loaded(gallery)
+        last_good.remember(gallery.spec, self.state_dir)
         r = gallery.report
         log.info("gallery reloaded in %.1f s: %d people, %d images (%d new)",
                  time.monotonic() - started, r.people, r.enrolled, r.analysed)

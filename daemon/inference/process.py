@@ -24,9 +24,11 @@ import numpy as np
 
 from facewatch.config.daemon import DaemonConfig
 from facewatch.engines.store import ModelStore
+from facewatch.errors import FacewatchError
 from facewatch.events.schema import Event
 from facewatch.events.snapshots import SnapshotStore
 from facewatch.frames.ring import FrameRing
+from facewatch.gallery import last_good
 from facewatch.gallery.gallery import Gallery
 from facewatch.gallery.watch import GalleryWatcher
 from facewatch.identity import GalleryMatcher, IdentitySettings
@@ -80,8 +82,7 @@ class InferenceLoop:
         inference = config.inference
         store = ModelStore(Path(inference.models_dir)) if inference.models_dir else ModelStore()
         self.pipeline = FacePipeline.load(inference.pipeline_settings(), store)
-        self.gallery = Gallery.open(Path(config.gallery), self.pipeline,
-                                    state_dir=gallery_state_dir(config), skip_bad=True)
+        self.gallery = self._open_gallery()
         for issue in self.gallery.report.issues:
             log.error("gallery: not enrolled: %s", issue)
         self.watcher = GalleryWatcher(Path(config.gallery), self.pipeline, gallery_state_dir(config))
@@ -106,6 +107,23 @@ class InferenceLoop:
         self._last_ts: dict[str, float] = {}
         self._last_idle_check = 0.0
         self._dropped_seen: dict[str, int] = {}
+
+    def _open_gallery(self) -> Gallery:
+        """The gallery file's people; if the file is broken now (the daemon checked it at start,
+        so it broke since), the last gallery that loaded, so nobody is forgotten."""
+        source, state = Path(self.config.gallery), gallery_state_dir(self.config)
+        try:
+            gallery = Gallery.open(source, self.pipeline, state_dir=state, skip_bad=True)
+        except FacewatchError as exc:
+            self.metrics.gallery_reloads.labels("error").inc()
+            spec = last_good.recall(state)
+            if spec is None:
+                raise
+            log.error("gallery not loaded, the last one that loaded is used until it is "
+                      "fixed: %s", exc)
+            return Gallery.build(spec, self.pipeline, state, skip_bad=True)
+        last_good.remember(gallery.spec, state)
+        return gallery
 
     def _resume_lossless(self) -> None:
         """Frames of lossless cameras written but not analysed (a previous inference process died

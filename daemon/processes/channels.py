@@ -42,6 +42,7 @@ from facewatch.events.schema import Event
 from facewatch.frames.ring import FrameRef
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 
 # A message larger than this is refused by the sender (it would not fit the socket buffer).
 MAX_MESSAGE_BYTES = 1 << 20
@@ -55,6 +56,14 @@ class Codec(Protocol[T]):
     def encode(self, message: T) -> bytes: ...
 
     def decode(self, data: bytes) -> T: ...
+
+
+class Inbox(Protocol[T_co]):
+    """The reading side, as a loop sees it (a `Channel`, or a plain queue in tests)."""
+
+    def get(self, block: bool = True, timeout: float | None = None) -> T_co: ...
+
+    def pending_bytes(self) -> int: ...
 
 
 class Channel(Generic[T]):

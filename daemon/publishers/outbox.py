@@ -11,6 +11,12 @@ deduplicate on `event_id`: delivery is at least once).
 
 The outbox is bounded: beyond `max_events` rows or `max_age_s` seconds the oldest events are
 dropped; the count is kept (and exported) so the loss is visible, never silent.
+
+A failing disk (full, read-only, gone) must not stop the daemon: events that cannot be stored
+are numbered and kept in memory instead (at most `max_in_memory`, the oldest dropped and
+counted beyond that), delivered like the others, and lost only if the daemon stops before the
+broker acknowledges them.  The failure is logged once a minute and the recovery once; the
+next event that can be stored writes the counter again, so numbering carries on.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ from facewatch.events import Event, from_json, to_json
 
 log = logging.getLogger(__name__)
 
+_WARN_EVERY_S = 60.0
+
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, event_id TEXT NOT NULL,"
@@ -35,7 +43,7 @@ _SCHEMA = (
 
 class Outbox:
     def __init__(self, path: Path, *, max_events: int = 100_000,
-                 max_age_s: float = 7 * 24 * 3600.0) -> None:
+                 max_age_s: float = 7 * 24 * 3600.0, max_in_memory: int = 10_000) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not path.exists():
             # created 0600 before SQLite opens it: it holds names of people
@@ -57,6 +65,13 @@ class Outbox:
         self._next_seq = max(self._meta("next_seq"), 1)
         self._handed: set[int] = set()  # in this run only: a restart re-sends them
         self._by_id: dict[str, int] = {}
+        # Events numbered while the disk refused them, by seq (see the module docstring).
+        self.max_in_memory = max_in_memory
+        self._memory: dict[int, Event] = {}
+        self.disk_error: str | None = None  # why the disk refuses writes now, if it does
+        self.disk_failures = 0  # writes refused, in all
+        self._unreported_drops = 0  # dropped from memory since enforce_limits last said
+        self._warned_at = float("-inf")
 
     def close(self) -> None:
         with self._lock:
@@ -75,38 +90,74 @@ class Outbox:
 
     def add(self, event: Event, *, keep: bool, now: float | None = None) -> Event:
         """Number and stamp `event`; store it until acknowledged if `keep` (some transport
-        confirms delivery).  Returns the stamped event."""
+        confirms delivery).  Returns the stamped event.  Never raises for a failing disk."""
         with self._lock:
             stamped = event.stamped(self._next_seq, time.time() if now is None else now)
-            self._db.execute("BEGIN IMMEDIATE")
+            assert stamped.seq is not None
             try:
-                self._next_seq += 1
-                self._set_meta("next_seq", self._next_seq)
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._set_meta("next_seq", self._next_seq + 1)
+                    if keep:
+                        self._db.execute("INSERT INTO events VALUES (?, ?, ?, ?)",
+                                         (stamped.seq, stamped.event_id, time.time(),
+                                          to_json(stamped)))
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:  # SQLite rolls back by itself on SQLITE_FULL
+                        self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                self._disk_refused(exc)
                 if keep:
-                    assert stamped.seq is not None
-                    self._db.execute("INSERT INTO events VALUES (?, ?, ?, ?)",
-                                     (stamped.seq, stamped.event_id, time.time(), to_json(stamped)))
-                    self._by_id[stamped.event_id] = stamped.seq
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                self._next_seq -= 1
-                raise
+                    self._keep_in_memory(stamped)
+            else:
+                self._disk_works()
+            self._next_seq += 1
+            if keep:
+                self._by_id[stamped.event_id] = stamped.seq
             return stamped
+
+    def _keep_in_memory(self, stamped: Event) -> None:
+        assert stamped.seq is not None
+        self._memory[stamped.seq] = stamped
+        if len(self._memory) > self.max_in_memory:
+            oldest = min(self._memory)
+            gone = self._memory.pop(oldest)
+            self._by_id.pop(gone.event_id, None)
+            self._handed.discard(oldest)
+            self.dropped += 1
+            self._unreported_drops += 1
+
+    def _disk_refused(self, exc: sqlite3.Error) -> None:
+        self.disk_failures += 1
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        now = time.monotonic()
+        if self.disk_error is None or now - self._warned_at >= _WARN_EVERY_S:
+            log.warning("outbox: cannot write %s (%s); events wait in memory (at most %d) "
+                        "until it can: free space in the state directory", self.path, reason,
+                        self.max_in_memory)
+            self._warned_at = now
+        self.disk_error = reason
+
+    def _disk_works(self) -> None:
+        if self.disk_error is not None:
+            log.info("outbox: %s is writable again (%d write(s) were refused)", self.path,
+                     self.disk_failures)
+            self.disk_error = None
 
     def due(self, limit: int = 100) -> list[Event]:
         """Stored events not yet handed to the transport in this run, oldest first."""
         with self._lock:
-            rows = self._db.execute("SELECT seq, body FROM events ORDER BY seq LIMIT ?",
-                                    (limit + len(self._handed),)).fetchall()
-        out = []
-        for seq, body in rows:
-            if seq not in self._handed:
-                event = from_json(body)
-                out.append(event)
-                if len(out) >= limit:
-                    break
-        return out
+            try:
+                rows = self._db.execute("SELECT seq, body FROM events ORDER BY seq LIMIT ?",
+                                        (limit + len(self._handed),)).fetchall()
+            except sqlite3.Error as exc:
+                self._disk_refused(exc)
+                rows = []
+            stored = [(int(seq), from_json(body)) for seq, body in rows]
+            waiting = sorted(stored + list(self._memory.items()), key=lambda item: item[0])
+            return [event for seq, event in waiting if seq not in self._handed][:limit]
 
     def handed(self, event: Event) -> None:
         """`event` is being given to the transport.  Call it *before* the hand-over: the
@@ -135,22 +186,47 @@ class Outbox:
     def ack(self, event_id: str) -> None:
         with self._lock:
             seq = self._by_id.pop(event_id, None)
-            if seq is None:
-                row = self._db.execute("SELECT seq FROM events WHERE event_id = ?",
-                                       (event_id,)).fetchone()
-                if row is None:
-                    return
-                seq = int(row[0])
-            self._db.execute("DELETE FROM events WHERE seq = ?", (seq,))
-            self._handed.discard(seq)
+            try:
+                if seq is None:
+                    row = self._db.execute("SELECT seq FROM events WHERE event_id = ?",
+                                           (event_id,)).fetchone()
+                    if row is None:
+                        return
+                    seq = int(row[0])
+                self._handed.discard(seq)
+                if self._memory.pop(seq, None) is None:
+                    self._db.execute("DELETE FROM events WHERE seq = ?", (seq,))
+            except sqlite3.Error as exc:
+                # stays stored: sent again after a restart (consumers deduplicate)
+                self._disk_refused(exc)
 
     def pending(self) -> int:
         with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+            try:
+                stored = int(self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+            except sqlite3.Error as exc:
+                self._disk_refused(exc)
+                stored = 0
+            return stored + len(self._memory)
 
     def enforce_limits(self, now: float | None = None) -> int:
         """Drop events beyond the size or age bound; returns how many were dropped now."""
         now = time.time() if now is None else now
+        with self._lock:
+            from_memory, self._unreported_drops = self._unreported_drops, 0
+        if from_memory:
+            log.warning("outbox: dropped %d undelivered event(s) kept in memory while the disk "
+                        "refused them (more than %d)", from_memory, self.max_in_memory)
+        try:
+            return from_memory + self._enforce_limits(now)
+        except sqlite3.Error as exc:
+            with self._lock:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                self._disk_refused(exc)
+            return from_memory
+
+    def _enforce_limits(self, now: float) -> int:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             old = self._db.execute("DELETE FROM events WHERE created < ?",
@@ -165,6 +241,7 @@ class Outbox:
                 self.dropped += dropped
                 self._set_meta("dropped", self.dropped)
                 kept = {int(r[0]) for r in self._db.execute("SELECT seq FROM events")}
+                kept |= self._memory.keys()
                 self._handed &= kept
                 self._by_id = {k: v for k, v in self._by_id.items() if v in kept}
             self._db.execute("COMMIT")

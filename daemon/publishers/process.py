@@ -25,7 +25,7 @@ from facewatch.config.daemon import DaemonConfig
 from facewatch.errors import EXIT_CONFIG, ConfigError, FacewatchError
 from facewatch.events.schema import Event
 from facewatch.metrics import Metrics
-from facewatch.processes.channels import Channel
+from facewatch.processes.channels import Inbox
 from facewatch.processes.child import ChildContext, ChildKind
 from facewatch.publishers.base import acknowledges
 from facewatch.publishers.build import build_publishers
@@ -59,7 +59,7 @@ def outbox_path(config: DaemonConfig) -> Path:
 
 
 class PublisherLoop:
-    def __init__(self, config: DaemonConfig, events: Channel[Event], metrics: Metrics,
+    def __init__(self, config: DaemonConfig, events: Inbox[Event], metrics: Metrics,
                  monotonic: Any = time.monotonic) -> None:
         self.events = events
         self.metrics = metrics
@@ -160,7 +160,7 @@ class PublisherLoop:
             self.metrics.outbox_dropped.inc(dropped)
 
 
-def run_publisher(ctx: ChildContext, config: DaemonConfig, events: Channel[Event]) -> None:
+def run_publisher(ctx: ChildContext, config: DaemonConfig, events: Inbox[Event]) -> None:
     loop: PublisherLoop | None = None
     try:
         loop = PublisherLoop(config, events, Metrics())

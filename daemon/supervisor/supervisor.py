@@ -133,6 +133,11 @@ class Supervisor:
         self.children: dict[str, Child] = {}
         self.rings: dict[str, FrameRing] = {}
         self.lossless: dict[str, LosslessCredit] = {}
+        # The channels between the processes: made here, held for the daemon's whole life
+        # (so what is queued survives the death of any reader or writer), closed at the end.
+        self.frames: Channel[FrameRef] = Channel("frames", FrameRefCodec(), FRAMES_CHANNEL_BYTES)
+        self.events: Channel[Event] = Channel("events", EventCodec(), EVENTS_CHANNEL_BYTES)
+        self.control: Channel[ControlCommand] = Channel("control", ControlCodec())
         self._metrics_dir: Path | None = None
         self.exit_code = 0
         self._rings_made = 0
@@ -168,9 +173,6 @@ class Supervisor:
         self._log_listener = logging.handlers.QueueListener(
             self._log_channel, *logging.getLogger().handlers, respect_handler_level=True)
         self._log_listener.start()
-        self.frames: Channel[FrameRef] = Channel("frames", FrameRefCodec(), FRAMES_CHANNEL_BYTES)
-        self.events: Channel[Event] = Channel("events", EventCodec(), EVENTS_CHANNEL_BYTES)
-        self.control: Channel[ControlCommand] = Channel("control", ControlCodec())
         self._ring_prefix = f"{ring_prefix(state)}{os.getpid()}-"
         stale = remove_stale_rings(ring_prefix(state), os.getpid())
         if stale:
@@ -280,7 +282,7 @@ class Supervisor:
     def _retire(self, child: Child) -> None:
         pid = child.process.pid if child.process else None
         child.stop(timeout=2.0)
-        if pid:
+        if pid and self.metrics is not None:  # its live gauges leave the merged view
             process_died(pid)
         now = time.monotonic()
         child.restarts = [t for t in child.restarts if now - t < _RESTART_WINDOW_S]
@@ -343,8 +345,7 @@ class Supervisor:
             self.children.pop(f"source:{name}").stop(timeout=2.0)
             self.rings.pop(name).close()
             self.lossless.pop(name, None)
-        running = {c.args[0] for c in self.children.values() if c.kind is source_process.KIND}
-        for name in new_cams.keys() - running:
+        for name in (new_cams.keys() - old_cams.keys()) | changed:
             self._make_ring(new_cams[name])
             self._add_source(new_cams[name]).start()
         inference_inputs = ("gallery", "inference", "tracking", "recognition", "snapshots",
@@ -377,6 +378,9 @@ class Supervisor:
             self._metrics_server.shutdown()
         if self._log_listener is not None:
             self._log_listener.stop()
+        for channel in (self.frames, self.events, self.control, self._log_channel):
+            if channel is not None:
+                channel.close()
         if self._metrics_dir is not None:
             shutil.rmtree(self._metrics_dir, ignore_errors=True)
         self.notifier.close()

@@ -273,6 +273,9 @@ def stage(tmp_path_factory: pytest.TempPathFactory, models_dir: Path, clip: Path
         zmq_events.follow(daemon)
         mqtt_events.follow(daemon)
         daemon.start()
+        # Every test may run alone or in any order: each starts from a daemon that is
+        # recognising (the first recognition is what the slowest start waits for).
+        zmq_events.wait_for(of_type("face.recognized"), FIRST_EVENT_S, "a first recognition")
         yield Stage(daemon, rtsp, broker, zmq_events, mqtt_events, tmp / "events.jsonl")
 
 

@@ -3,6 +3,7 @@ MQTT delivery through it, against a real broker."""
 
 from __future__ import annotations
 
+import logging
 import stat
 from pathlib import Path
 
@@ -122,3 +123,52 @@ def test_mqtt_delivery_waits_on_disk_during_an_outage_and_catches_up_in_order(
         delivery.stop()
         box.close()
         broker.stop()
+
+
+def _fill_the_disk(outbox: Outbox) -> int:
+    """SQLite's own limit on the database's size: writes then fail with SQLITE_FULL, "database
+    or disk is full", exactly as on a full filesystem.  Events are stored until the first is
+    refused; returns how many were stored."""
+    pages = outbox._db.execute("PRAGMA page_count").fetchone()[0]
+    outbox._db.execute(f"PRAGMA max_page_count = {pages}")
+    stored = 0
+    while outbox.disk_error is None:
+        outbox.add(_event(100 + stored), keep=True)
+        stored += 1
+        assert stored < 1000, "the database never filled up"
+    return stored - 1
+
+
+def test_a_full_disk_keeps_events_in_memory_in_order_and_numbering_goes_on(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    outbox = Outbox(tmp_path / "outbox.sqlite", max_in_memory=5)
+    try:
+        with caplog.at_level(logging.WARNING):
+            stored = _fill_the_disk(outbox)
+            held = [outbox.add(_event(i), keep=True) for i in range(3)]
+        assert outbox.disk_error is not None and "full" in outbox.disk_error
+        assert len([r for r in caplog.records if "cannot write" in r.getMessage()]) == 1
+        # numbering went on; everything is delivered like stored events, oldest first
+        seqs = list(range(1, stored + 5))
+        assert [e.seq for e in held] == seqs[-3:]
+        assert [e.seq for e in outbox.due(limit=10_000)] == seqs
+        assert outbox.pending() == len(seqs)
+        outbox.ack(held[0].event_id)
+        seqs.remove(held[0].seq)
+        assert [e.seq for e in outbox.due(limit=10_000)] == seqs
+        # beyond max_in_memory (5) the oldest held events go, counted: 3 were held (the first
+        # refused and two more), 4 come now
+        more = [outbox.add(_event(i), keep=True) for i in range(4)]
+        assert outbox.enforce_limits() == 2
+        assert len(outbox.due(limit=10_000)) == len(seqs) + 4 - 2
+        # the disk is back: numbering carries on, and is written again
+        outbox._db.execute("PRAGMA max_page_count = 1073741823")
+        after = outbox.add(_event(9), keep=True)
+        assert after.seq == (more[-1].seq or 0) + 1 and outbox.disk_error is None
+    finally:
+        outbox.close()
+    again = Outbox(tmp_path / "outbox.sqlite")
+    try:
+        assert again.next_seq == (after.seq or 0) + 1
+    finally:
+        again.close()

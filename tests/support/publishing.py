@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import itertools
+import queue
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 from facewatch.events import Event
 from facewatch.publishers.fanout import Fanout
+
+T = TypeVar("T")
+
+
+class PlainInbox(queue.Queue[T]):
+    """A plain queue where a loop reads a channel (`facewatch.processes.channels.Inbox`)."""
+
+    def pending_bytes(self) -> int:
+        return self.qsize()  # not bytes: a gauge that only has to move
 
 
 def stamped_sender(fanout: Fanout, first_seq: int = 1,
