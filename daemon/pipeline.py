@@ -27,6 +27,9 @@ class PipelineSettings:
     flip: bool = False  # flip augmentation doubles embedding cost; see README for its LFW gain
     detector: MtcnnSettings = field(default_factory=MtcnnSettings)
     backend: BackendOptions = field(default_factory=BackendOptions)
+    # (width, height) of the camera frames this pipeline will analyse, where known (the
+    # daemon's cameras): TensorRT picks the engine whose P-Net profiles fit their canvases.
+    frame_sizes: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,15 @@ class AnalyzedFaces:
         return len(self.detections)
 
 
+def _pnet_inputs(settings: PipelineSettings) -> list[tuple[int, ...]]:
+    """P-Net's input shapes for the known frame sizes (only TensorRT uses them)."""
+    if settings.backend.backend != "tensorrt" or not settings.frame_sizes:
+        return []
+    from facewatch.engines.backends.tensorrt.profiles import pnet_canvases
+
+    return [(1, 3, h, w) for h, w in pnet_canvases(settings.frame_sizes, settings.detector)]
+
+
 class FacePipeline:
     def __init__(self, detector: MtcnnDetector, embedder: Embedder | None,
                  signature: str = "") -> None:
@@ -55,11 +67,15 @@ class FacePipeline:
     def load(cls, settings: PipelineSettings = PipelineSettings(), store: ModelStore | None = None,
              with_embedder: bool = True) -> FacePipeline:
         store = store or ModelStore()
-        opened = [store.open(catalog.MTCNN_NAMES[n], settings.backend)
+        opened = [store.open(catalog.MTCNN_NAMES[n], settings.backend,
+                             expected=_pnet_inputs(settings) if n == "pnet" else ())
                   for n in ("pnet", "rnet", "onet")]
         pnet, rnet, onet = (runner for _, runner in opened)
         detector = MtcnnDetector(pnet, rnet, onet, settings=settings.detector)
-        parts = [m.sha256[:16] for m, _ in opened]
+        # The backend and precision too: a cached CPU analysis must not hide that the GPU
+        # cannot run a photo, and FP16/INT8 embeddings differ from FP32 ones.
+        b = settings.backend
+        parts = [f"{b.backend}/{b.precision}", *(m.sha256[:16] for m, _ in opened)]
         d = settings.detector
         parts.append(f"min_face={d.min_face},factor={d.scale_factor},thr={d.thresholds}")
         embedder = None

@@ -57,6 +57,16 @@ class CalibrationRecord(BaseModel):
     created: str = Field(description="UTC time of calibration, ISO 8601")
 
 
+class ConversionRecord(BaseModel):
+    """How an FP16 variant was made (see facewatch.engines.backends.tensorrt.fp16)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    fp32_file: str = Field(description="the FP32 model the variant was converted from")
+    fp32_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of that FP32 file")
+    converter: str = Field(description="the converter and its settings, versioned")
+
+
 class ModelManifest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -75,10 +85,13 @@ class ModelManifest(BaseModel):
     source: str = Field(description="where the weights come from (URL, commit, package)")
     licence: str = Field(description="licence of the weights and of their training data")
     notes: str = ""
-    precision: Literal["fp32", "int8"] = Field(
-        "fp32", description="int8: a QDQ model from `facewatch calibrate`")
+    precision: Literal["fp32", "fp16", "int8"] = Field(
+        "fp32", description="int8: a QDQ model from `facewatch calibrate`; fp16: an FP16 model "
+                            "from `facewatch tensorrt fp16`")
     calibration: CalibrationRecord | None = Field(
         None, description="for `<name>.int8` variants: how they were calibrated and gated")
+    conversion: ConversionRecord | None = Field(
+        None, description="for `<name>.fp16` variants: what they were converted from")
 
     def path(self, manifest_path: Path) -> Path:
         return (manifest_path.parent / self.file).resolve()

@@ -2,13 +2,15 @@
 
 The models directory is `$FACEWATCH_MODELS` when set, else a per-user data directory.  It
 holds `<name>.onnx` + `<name>.json` pairs; any manifest dropped there is a usable model.
-`facewatch calibrate` adds `<name>.int8.onnx` + `<name>.int8.json` beside them; precision int8
-opens those variants instead (`variant_name`).
+`facewatch calibrate` adds `<name>.int8.onnx` + `<name>.int8.json` beside them, and
+`facewatch tensorrt fp16` adds `<name>.fp16.onnx` + `<name>.fp16.json`; precision int8 and fp16
+open those variants instead (`variant_name`).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,14 +27,18 @@ from facewatch.errors import ModelError
 
 MODELS_ENV = "FACEWATCH_MODELS"
 INT8_SUFFIX = ".int8"
+FP16_SUFFIX = ".fp16"
+_SUFFIXES = {"int8": INT8_SUFFIX, "fp16": FP16_SUFFIX}
 
 
 def variant_name(name: str, precision: str) -> str:
-    """The model a precision runs: `<name>.int8` for int8; the FP32 model otherwise (TensorRT's
-    fp16 is built from it)."""
-    if precision == "int8" and not name.endswith(INT8_SUFFIX):
-        return name + INT8_SUFFIX
-    return name
+    """The model a precision runs: `<name>.int8` for int8, `<name>.fp16` for fp16 (TensorRT
+    before 11 builds its fp16 engine from the FP32 model with a builder flag, but keys it by
+    this file too); the FP32 model otherwise."""
+    suffix = _SUFFIXES.get(precision)
+    if suffix is None or name.endswith(suffix):
+        return name
+    return name + suffix
 
 
 def default_models_dir() -> Path:
@@ -66,23 +72,30 @@ class ModelStore:
         """The name of the model to open for `name` at `precision`; a one-line error when the
         int8 variant has not been made yet."""
         variant = variant_name(name, precision)
+        if variant != name and not self.manifest_path(variant).is_file() and precision == "fp16":
+            raise ModelError(f"{self.manifest_path(variant)}: {name} has no FP16 model in "
+                             f"{self.root} (run `facewatch tensorrt fp16`; `facewatch tensorrt "
+                             f"build --precision fp16` makes it too)")
         if variant != name and not self.manifest_path(variant).is_file():
             raise ModelError(f"{self.manifest_path(variant)}: {name} has not been calibrated for "
                              f"int8 in {self.root} (run `facewatch calibrate --video FILE` or "
                              f"`facewatch calibrate --images DIR` first, or use precision fp32)")
         return variant
 
-    def open(self, name: str, options: BackendOptions) -> tuple[ModelManifest, Runner]:
+    def open(self, name: str, options: BackendOptions,
+             expected: Sequence[tuple[int, ...]] = ()) -> tuple[ModelManifest, Runner]:
         """Load a model after checking its file's sha256 and that it has the manifest's input.
 
-        At precision int8 the `<name>.int8` variant is loaded instead.
+        At precision int8 or fp16 the `<name>.int8` / `<name>.fp16` variant is loaded instead.
+        `expected`: the input shapes the caller will send, if known (TensorRT chooses its
+        engine by them).
         """
         name = self.resolve(name, options.precision)
         manifest = self.manifest(name)
         path = verify_model_file(manifest, self.manifest_path(name))
         from facewatch.engines.backends.select import open_runner
 
-        runner = open_runner(path, options)
+        runner = open_runner(path, options, role=manifest.role, expected=expected)
         if manifest.input.name not in runner.input_names:
             raise ModelError(f"{self.manifest_path(name)}: input {manifest.input.name!r} is not "
                              f"in the model (it has {runner.input_names})")

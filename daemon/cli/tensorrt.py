@@ -1,10 +1,14 @@
-"""`facewatch tensorrt build|list`: TensorRT engines, built ahead of time ("build and exit").
+"""`facewatch tensorrt build|list|fp16`: TensorRT engines, built ahead of time ("build and exit").
 
     facewatch tensorrt build [--precision fp32|fp16|int8] [--max-batch N] [--workspace MB]
                             [--frame-size WxH ...] [--config FILE] [--json]
+    facewatch tensorrt fp16 [--embedder NAME] [--json]
 
 Engines go to `<models>/engines/`, keyed by ONNX sha256, TensorRT version, GPU name and compute
-capability, precision and profiles; the daemon and the CLI load only a matching one.
+capability, precision and profiles; the daemon and the CLI load only a matching one.  Without
+--config, the detector settings are the daemon's defaults (min_face 40), so engines built with
+no options fit a daemon configured with none.  `fp16` makes the FP16 ONNX models (no GPU
+needed; `build --precision fp16` makes them when missing).
 """
 
 from __future__ import annotations
@@ -17,12 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from facewatch.cli.common import store_from
-from facewatch.cli.output import emit, warn
+from facewatch.cli.output import emit
+from facewatch.config.inference import InferenceConfig
 from facewatch.engines import catalog
 from facewatch.engines.backends.tensorrt.plans import ENGINE_DIR, EngineCache
 from facewatch.errors import BadInputError
 
 _SIZE = re.compile(r"^(\d+)[xX](\d+)$")
+# The daemon's own defaults (`inference:` with no keys): what engines are built for unless told.
+_DAEMON = InferenceConfig()
 
 
 def register(sub: argparse._SubParsersAction,  # type: ignore[type-arg]
@@ -39,14 +46,17 @@ def register(sub: argparse._SubParsersAction,  # type: ignore[type-arg]
     b.add_argument("--workspace", type=int, default=1024, metavar="MB",
                    help="TensorRT builder workspace (default: 1024 MB)")
     b.add_argument("--frame-size", action="append", default=[], metavar="WxH",
-                   help="camera frame size the P-Net profiles must cover; repeatable "
-                        "(default: 640x360, 1280x720, 1920x1080, plus --config's cameras)")
+                   help="camera frame size that gets an exact P-Net profile; repeatable "
+                        "(always: 640x360, 1280x720, 1920x1080, plus --config's cameras; "
+                        "other sizes run on the ranged profile)")
     b.add_argument("--config", type=Path, metavar="FILE",
-                   help="daemon config: its embedder, min_face, scale_factor and cameras' max_size")
+                   help="daemon config: its embedder, min_face, scale_factor and cameras' "
+                        "max_size (1920x1080 for a camera without one)")
     b.add_argument("--min-face", type=float, metavar="PX",
-                   help="detector min_face (default: --config's, else 20)")
+                   help=f"detector min_face (default: --config's, else the daemon's "
+                        f"{_DAEMON.min_face:g})")
     b.add_argument("--scale-factor", type=float, metavar="F",
-                   help="pyramid factor (default: --config's, else 0.709)")
+                   help=f"pyramid factor (default: --config's, else {_DAEMON.scale_factor:g})")
     b.add_argument("--embedder", metavar="NAME", help="embedder model (default: --config's, else "
                                                       f"{catalog.DEFAULT_EMBEDDER})")
     cal = b.add_argument_group("TensorRT 8.x INT8 only (it calibrates itself)")
@@ -57,6 +67,12 @@ def register(sub: argparse._SubParsersAction,  # type: ignore[type-arg]
     b.set_defaults(handler=_build, camera=None)
     ls = esub.add_parser("list", parents=[common], help="show the engines in the cache")
     ls.set_defaults(handler=_list)
+    f = esub.add_parser("fp16", parents=[common],
+                        help="make the FP16 ONNX models fp16 engines are built from on TensorRT "
+                             ">= 11 (no GPU needed; ONNX Runtime runs them too)")
+    f.add_argument("--embedder", metavar="NAME", action="append", default=[],
+                   help=f"embedder model(s) (default: {catalog.DEFAULT_EMBEDDER})")
+    f.set_defaults(handler=_fp16)
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -69,25 +85,19 @@ def parse_size(text: str) -> tuple[int, int]:
 def _plan(args: argparse.Namespace) -> tuple[Any, list[tuple[int, int]], str]:
     """(detector settings, frame sizes, embedder) from the options and --config."""
     from facewatch.detection.detector import MtcnnSettings
-    from facewatch.engines.backends.tensorrt.profiles import DEFAULT_FRAME_SIZES
+    from facewatch.engines.backends.tensorrt.profiles import DEFAULT_FRAME_SIZES, camera_frame_sizes
 
-    sizes = [parse_size(s) for s in args.frame_size] or list(DEFAULT_FRAME_SIZES)
-    min_face, factor, embedder = 20.0, 0.709, catalog.DEFAULT_EMBEDDER
+    sizes = [*DEFAULT_FRAME_SIZES, *(parse_size(s) for s in args.frame_size)]
+    inf = _DAEMON
     if args.config:
         from facewatch.config import load_resolved
 
         config = load_resolved(args.config)
         inf = config.inference
-        min_face, factor, embedder = inf.min_face, inf.scale_factor, inf.embedder
-        for cam in config.cameras:
-            if cam.max_size:
-                sizes.append(cam.max_size)
-            else:
-                warn(f"camera {cam.name}: no max_size, so its frame size is unknown here; "
-                     f"give it with --frame-size WxH")
-    settings = MtcnnSettings(min_face=args.min_face or min_face,
-                             scale_factor=args.scale_factor or factor)
-    return settings, sorted(set(sizes)), args.embedder or embedder
+        sizes += camera_frame_sizes(config)
+    settings = MtcnnSettings(min_face=args.min_face or inf.min_face,
+                             scale_factor=args.scale_factor or inf.scale_factor)
+    return settings, sorted(set(sizes)), args.embedder or inf.embedder
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -109,6 +119,10 @@ def _build(args: argparse.Namespace) -> int:
     rows = []
     for net, name in (*catalog.MTCNN_NAMES.items(), ("embedder", embedder)):
         fp32 = store.manifest(name)
+        if args.precision == "fp16":
+            from facewatch.engines.backends.tensorrt.fp16 import fp16_variant
+
+            fp16_variant(store, name)
         variant = store.resolve(name, args.precision)
         manifest = store.manifest(variant)
         path = verify_model_file(manifest, store.manifest_path(variant))
@@ -166,4 +180,18 @@ def _list(args: argparse.Namespace) -> int:
     emit(args.json, {"dir": str(root), "engines": rows},
          [f"{r['model']:30s} {r['precision']:5s} TensorRT {r['tensorrt']} {r['gpu']}  {r['engine']}"
           for r in rows] or [f"no engines in {root} (run `facewatch tensorrt build` on the GPU box)"])
+    return 0
+
+
+def _fp16(args: argparse.Namespace) -> int:
+    from facewatch.engines.backends.tensorrt.fp16 import fp16_variant
+
+    store = store_from(args)
+    rows = []
+    for name in (*catalog.MTCNN_NAMES.values(), *(args.embedder or [catalog.DEFAULT_EMBEDDER])):
+        path, made = fp16_variant(store, name)
+        rows.append({"model": path.stem, "manifest": str(path), "made": made})
+    emit(args.json, {"models": rows},
+         [f"{r['model']:30s} {'made' if r['made'] else 'up to date'}  {r['manifest']}"
+          for r in rows])
     return 0

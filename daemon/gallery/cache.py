@@ -1,8 +1,9 @@
 """A persistent cache of per-image face analyses, so a rebuild only embeds what changed.
 
-Keyed by the image's sha256 and a pipeline signature (embedder sha256, flip, detector
-settings): editing a photo, swapping the model or changing detection re-embeds; renaming or
-moving a photo does not.  Images that failed (no face, unreadable) are cached too, with their
+Keyed by the image's sha256 and a pipeline signature (backend and precision, model sha256s,
+flip, detector settings): editing a photo, swapping the model, changing detection or moving to
+another backend re-embeds (so a photo TensorRT cannot run fails at start, not when it first
+changes); renaming or moving a photo does not.  Images that failed (no face, unreadable) are cached too, with their
 error, so an unchanged bad image is reported again without being decoded again.
 """
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import queue
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +82,10 @@ class InferenceLoop:
         self.events: BufferedSender[Event] = BufferedSender(channels.events)
         inference = config.inference
         store = ModelStore(Path(inference.models_dir)) if inference.models_dir else ModelStore()
-        self.pipeline = FacePipeline.load(inference.pipeline_settings(), store)
+        from facewatch.engines.backends.tensorrt.profiles import camera_frame_sizes
+
+        self.pipeline = FacePipeline.load(replace(
+            inference.pipeline_settings(), frame_sizes=tuple(camera_frame_sizes(config))), store)
         self.gallery = self._open_gallery()
         for issue in self.gallery.report.issues:
             log.error("gallery: not enrolled: %s", issue)

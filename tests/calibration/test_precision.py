@@ -21,7 +21,8 @@ def test_variant_names() -> None:
     assert variant_name(EMBEDDER, "int8") == f"{EMBEDDER}.int8"
     assert variant_name(f"{EMBEDDER}.int8", "int8") == f"{EMBEDDER}.int8"
     assert variant_name(EMBEDDER, "fp32") == EMBEDDER
-    assert variant_name(EMBEDDER, "fp16") == EMBEDDER  # TensorRT builds fp16 from FP32
+    assert variant_name(EMBEDDER, "fp16") == f"{EMBEDDER}.fp16"
+    assert variant_name(f"{EMBEDDER}.fp16", "fp16") == f"{EMBEDDER}.fp16"
 
 
 def test_int8_opens_the_calibrated_files(calibrated: tuple[Path, CalibrationReport]) -> None:

@@ -4,7 +4,11 @@ An engine is only valid for the exact ONNX file, TensorRT version, GPU model and
 capability, precision and optimisation profiles it was built with.  All of those go into the
 key; its digest names the file (`<models>/engines/<model>.<precision>.<digest16>.engine`) and a
 JSON sidecar beside it records the key in full.  The runner computes every component but the
-profiles from what it is about to run, and loads only an engine whose sidecar matches.
+profiles from what it is about to run, and loads only an engine whose sidecar matches; among
+those it takes the one whose profiles fit the inputs it expects (`choose_engine`).
+
+The sidecar is written after the engine, so an engine file without one (a build killed
+between the two writes) is treated as absent: never loaded, and built again.
 
 Nothing here imports TensorRT.
 """
@@ -34,6 +38,11 @@ class Profile:
     def covers(self, shape: tuple[int, ...]) -> bool:
         return len(shape) == len(self.min) and all(
             lo <= d <= hi for lo, d, hi in zip(self.min, shape, self.max))
+
+    @property
+    def exact(self) -> bool:
+        """One shape but the batch (P-Net's per-canvas profiles, the fixed-size nets)."""
+        return self.min[1:] == self.max[1:]
 
     def covers_but_batch(self, shape: tuple[int, ...]) -> bool:
         """Every axis but the batch fits (a larger batch can be run in chunks)."""
@@ -92,6 +101,16 @@ class EngineCache:
     def engine_path(self, model_stem: str, key: EngineKey) -> Path:
         return self.root / f"{model_stem}.{key.precision}.{key.digest()[:16]}.engine"
 
+    def lookup(self, model_stem: str, key: EngineKey) -> Path | None:
+        """The engine built for exactly `key`, or None; an engine file whose sidecar is missing
+        or says otherwise counts as absent (it is rebuilt, and replaced atomically)."""
+        path = self.engine_path(model_stem, key)
+        try:
+            recorded = EngineKey.from_dict(json.loads(path.with_suffix(".json").read_text()))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return path if recorded == key and path.is_file() else None
+
     def store(self, model_stem: str, key: EngineKey, engine: bytes) -> Path:
         path = self.engine_path(model_stem, key)
         atomic_write_bytes(path, engine)
@@ -116,6 +135,10 @@ class EngineCache:
                 found.append((key, engine))
         return sorted(found, key=lambda kp: kp[1].stat().st_mtime, reverse=True)
 
+    def orphans(self) -> list[Path]:
+        """Engine files without a sidecar (a build that died between the two writes)."""
+        return sorted(e for e in self.root.glob("*.engine") if not e.with_suffix(".json").is_file())
+
     def timing_cache_path(self, tensorrt_version: str, gpu_name: str,
                           compute_capability: tuple[int, int]) -> Path:
         """One timing cache per TensorRT version and GPU (it is only valid for those)."""
@@ -125,3 +148,21 @@ class EngineCache:
     def calibration_cache_path(self, onnx_sha256: str, tensorrt_version: str) -> Path:
         """TensorRT 8's own INT8 calibration table for one FP32 model."""
         return self.root / f"calibration.{onnx_sha256[:16]}.trt{tensorrt_version}.cache"
+
+
+def choose_engine(found: list[tuple[EngineKey, Path]], expected: list[tuple[int, ...]]
+                  ) -> tuple[EngineKey, Path] | None:
+    """Of the engines `find` returned (newest first), the one to load for inputs of the
+    `expected` shapes (batch ignored): one with an exact profile for each, else one whose
+    profiles take each, else one with a ranged profile (the runner can tile a P-Net input
+    larger than it), else the newest.  Ties go to the newer engine."""
+    if not found:
+        return None
+
+    def rank(kp: tuple[EngineKey, Path]) -> tuple[bool, bool, bool]:
+        profiles = kp[0].profiles
+        exact = all(any(p.exact and p.covers_but_batch(s) for p in profiles) for s in expected)
+        taken = all(any(p.covers_but_batch(s) for p in profiles) for s in expected)
+        return exact, taken, any(not p.exact for p in profiles)
+
+    return max(found, key=rank)  # max keeps the first (newest) of equal ranks
