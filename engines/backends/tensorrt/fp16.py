@@ -36,9 +36,13 @@ KEEP_FP32_OPS = ("Softmax",)
 def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     """The model with FP16 weights and arithmetic; inputs, outputs and Softmax stay FP32."""
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+    from onnxruntime.transformers.onnx_model import OnnxModel
 
     converted: onnx.ModelProto = convert_float_to_float16(
         model, keep_io_types=True, op_block_list=[*DEFAULT_OP_BLOCK_LIST, *KEEP_FP32_OPS])
+    # The converter appends its input Casts at the end; ONNX (and TensorRT's parser) want the
+    # nodes in topological order.
+    OnnxModel(converted).topological_sort(is_deterministic=True)
     onnx.checker.check_model(converted)
     return converted
 
