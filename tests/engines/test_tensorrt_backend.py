@@ -176,7 +176,7 @@ def test_every_photo_canvas_falls_inside_a_profile_or_tiles_that_do(
     shape = (1, 3, layout.canvas_height, layout.canvas_width)
     if choose_profile(profiles, shape) is not None:
         return
-    lo, _opt, hi = profiles[-1]
+    _lo, _opt, hi = profiles[-1]
     for top, rows in axis_tiles(shape[2], hi[2], PNET_TILING):
         for left, cols in axis_tiles(shape[3], hi[3], PNET_TILING):
             assert takes(profiles[-1], (1, 3, rows, cols)), (shape, rows, cols)
@@ -435,11 +435,83 @@ def _no_gpu() -> str:
 
 def test_backend_choice_without_gpu_is_one_line(models_dir: Path) -> None:
     problem = _no_gpu()
-    assert problem.startswith(("no NVIDIA GPU: cuda-python reports 0 devices",
-                               "cuda-python not installed"))
+    assert problem.startswith(("no NVIDIA GPU: ", "cuda-python not installed"))
     with pytest.raises(BackendUnavailableError) as exc:
         open_runner(models_dir / "mtcnn-rnet.onnx", BackendOptions(backend="tensorrt"))
     assert str(exc.value) == f"inference.backend tensorrt: {problem}"
+
+
+def test_no_driver_at_all_is_named_as_such() -> None:
+    """Here (no NVIDIA driver) the real cuda-python answers cudaErrorInsufficientDriver, as it
+    does for a driver too old for it; the driver version (0: none) tells the two apart."""
+    if gpu.cudart() is None:
+        pytest.skip("cuda-python is not installed (pip install -e '.[test]')")
+    problem = _no_gpu()
+    assert problem == ("no NVIDIA GPU: no NVIDIA driver is installed (cuda-python finds no "
+                       "libcuda; cudaErrorInsufficientDriver)")
+
+
+def test_a_driver_older_than_cuda_python_is_a_mismatch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """cuda-python 13 on a CUDA 12.2 driver (a CUDA 12 host, JetPack 6): not "no GPU"."""
+    real = gpu.cudart()
+    if real is None:
+        pytest.skip("cuda-python is not installed (pip install -e '.[test]')")
+    errors = real.cudaError_t
+
+    class Cuda13OnA122Driver:
+        cudaError_t = errors
+
+        def cudaGetDeviceCount(self) -> tuple[object, None]:
+            return errors.cudaErrorInsufficientDriver, None
+
+        def cudaDriverGetVersion(self) -> tuple[object, int]:
+            return errors.cudaSuccess, 12020
+
+        def cudaRuntimeGetVersion(self) -> tuple[object, int]:
+            return errors.cudaSuccess, 13000
+
+    monkeypatch.setattr(gpu, "cudart", Cuda13OnA122Driver)
+    monkeypatch.setattr(gpu, "TEGRA_RELEASE", Path("/nonexistent"))
+    assert gpu.device_count()[0] == 0
+    assert gpu.gpu_problem() == (
+        "NVIDIA driver and cuda-python do not match: the driver runs CUDA up to 12.2, this "
+        "cuda-python is built for CUDA 13.0 (cudaErrorInsufficientDriver); install the "
+        "cuda-python of the driver's CUDA (pip install 'cuda-python>=12.0,<13': "
+        "facewatch[tensorrt] pins CUDA 12, facewatch[tensorrt-cu13] CUDA 13) or a driver for "
+        "CUDA 13")
+
+
+def test_the_tensorrt_extra_pins_cuda_python_to_one_cuda_major() -> None:
+    import tomllib
+
+    extras = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())[
+        "project"]["optional-dependencies"]
+    assert extras["tensorrt"] == ["cuda-python>=12.6,<13"]
+    assert extras["tensorrt-cu13"] == ["cuda-python>=13,<14"]
+
+
+@pytest.mark.parametrize(("release", "problem"), [
+    ("# R36 (release), REVISION: 4.7, GCID: 41523960, BOARD: generic, EABI: aarch64",
+     ("Jetson with L4T R36.4.7 (JetPack 6) is not supported: its TensorRT Python bindings are "
+      "built for the system Python (3.10), facewatch needs 3.11+; flash JetPack 7 (7.2 on "
+      "Orin), or use inference.backend onnxruntime")),
+    ("# R35 (release), REVISION: 6.0, GCID: 35762338, BOARD: t186ref, EABI: aarch64",
+     ("Jetson with L4T R35.6.0 (JetPack 5) is not supported: its TensorRT Python bindings are "
+      "built for the system Python (3.8), facewatch needs 3.11+; flash JetPack 7 (7.2 on "
+      "Orin), or use inference.backend onnxruntime")),
+    ("# R38 (release), REVISION: 2.0, GCID: 42014411, BOARD: generic, EABI: aarch64", None),
+    ("# R39 (release), REVISION: 2.0, GCID: 43131337, BOARD: generic, EABI: aarch64", None),
+])
+def test_doctor_names_an_unsupported_jetpack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             release: str, problem: str | None) -> None:
+    path = tmp_path / "nv_tegra_release"
+    path.write_text(release + "\n")
+    assert gpu.jetson_problem(path) == problem
+    if problem is not None:
+        monkeypatch.setattr(gpu, "TEGRA_RELEASE", path)
+        from facewatch.cli.doctor import _tensorrt
+
+        assert _tensorrt() == {"ok": False, "problem": problem}
 
 
 def test_missing_cuda_python_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -473,48 +545,3 @@ print(sorted(m for m in sys.modules if m == "tensorrt" or m.startswith("tensorrt
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
-
-
-# GPU only ----------------------------------------------------------------------------------
-
-def _tensorrt_or_skip() -> None:
-    problem = gpu.gpu_problem()
-    if problem is not None:
-        pytest.skip(f"needs an NVIDIA GPU: {problem}")
-    try:
-        import tensorrt  # type: ignore[import-not-found]  # noqa: F401
-    except ImportError:
-        pytest.skip("TensorRT's Python package is not installed")
-
-
-@pytest.mark.gpu
-@pytest.mark.parametrize("precision", ["fp32", "fp16"])
-def test_gpu_engine_matches_onnxruntime(models_dir: Path, tmp_path: Path, precision: str) -> None:
-    _tensorrt_or_skip()
-    from facewatch.engines.backends.tensorrt.runner import BuildRequest, build_engine
-    from tests.calibration.conftest import copy_models
-
-    root = copy_models(models_dir, tmp_path / "models")
-    store = ModelStore(root)
-    manifest = store.manifest("mtcnn-onet")
-    path = root / "mtcnn-onet.onnx"
-    request = BuildRequest(path, "mtcnn-onet", precision, profiles_for(manifest, 8))
-    engine, built = build_engine(request, EngineCache(root / "engines"))
-    assert built and engine.is_file()
-    assert build_engine(request, EngineCache(root / "engines")) == (engine, False)
-    x = np.random.default_rng(0).standard_normal((37, 3, 48, 48)).astype(np.float32)
-    ref = open_runner(path, BackendOptions()).run({"input": x})
-    got = open_runner(path, BackendOptions(backend="tensorrt", precision=precision)).run({"input": x})  # type: ignore[arg-type]
-    tol = 1e-3 if precision == "fp32" else 2e-2
-    for name in ("prob", "reg", "landmarks"):
-        np.testing.assert_allclose(got[name], ref[name], atol=tol)
-
-
-@pytest.mark.gpu
-def test_gpu_runner_refuses_an_engine_for_another_file(models_dir: Path, tmp_path: Path) -> None:
-    _tensorrt_or_skip()
-    from tests.calibration.conftest import copy_models
-
-    root = copy_models(models_dir, tmp_path / "models")
-    with pytest.raises(BackendUnavailableError, match="run `facewatch tensorrt build"):
-        open_runner(root / "mtcnn-rnet.onnx", BackendOptions(backend="tensorrt"))

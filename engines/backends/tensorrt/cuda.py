@@ -7,9 +7,19 @@ TensorRT Runtime made without a GPU crashes the process when it deserialises an 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+# Jetson's L4T release file; its major release names the JetPack (R36: 6, R38/R39: 7).
+TEGRA_RELEASE = Path("/etc/nv_tegra_release")
+# JetPack 7 (L4T R38 on Thor, R39 with 7.2 for Orin): Ubuntu 24.04's Python 3.12, CUDA 13,
+# TensorRT 10.13+.  Earlier JetPacks ship TensorRT bindings for Python 3.8 (5) or 3.10 (6)
+# only, and facewatch needs Python >= 3.11.
+MIN_L4T = 38
+_JETPACK = {32: "4", 35: "5", 36: "6", 38: "7", 39: "7.2"}
 
 
 @dataclass(frozen=True)
@@ -53,6 +63,56 @@ def _error_name(err: Any) -> str:
     return getattr(err, "name", None) or f"error {int(err)}"
 
 
+def _cuda_version(result: Any) -> int:
+    """A CUDA version query's value (12090 for 12.9), 0 when it failed."""
+    try:
+        err, version = result
+        return int(version) if int(err) == 0 and version else 0
+    except (TypeError, ValueError):
+        return 0
+
+
+def _dotted(version: int) -> str:
+    return f"{version // 1000}.{version % 1000 // 10}"
+
+
+def _insufficient_driver(rt: Any) -> str:
+    """cudaErrorInsufficientDriver means no driver at all, or one older than the CUDA that
+    cuda-python was built for (cuda-python 13 on a CUDA 12 host or JetPack 6)."""
+    driver = _cuda_version(rt.cudaDriverGetVersion())
+    runtime = _cuda_version(rt.cudaRuntimeGetVersion())
+    if not driver:
+        return ("no NVIDIA GPU: no NVIDIA driver is installed (cuda-python finds no libcuda; "
+                "cudaErrorInsufficientDriver)")
+    major = runtime // 1000
+    return (f"NVIDIA driver and cuda-python do not match: the driver runs CUDA up to "
+            f"{_dotted(driver)}, this cuda-python is built for CUDA {_dotted(runtime)} "
+            f"(cudaErrorInsufficientDriver); install the cuda-python of the driver's CUDA "
+            f"(pip install 'cuda-python>={driver // 1000}.0,<{driver // 1000 + 1}': "
+            f"facewatch[tensorrt] pins CUDA 12, facewatch[tensorrt-cu13] CUDA 13) or a driver "
+            f"for CUDA {major}")
+
+
+def jetson_problem(release: Path | None = None) -> str | None:
+    """Why this Jetson's JetPack cannot run facewatch's TensorRT backend, or None (not a
+    Jetson, or JetPack 7)."""
+    try:
+        text = (release or TEGRA_RELEASE).read_text(errors="replace")
+    except OSError:
+        return None
+    found = re.search(r"R(\d+)\s*\(release\),\s*REVISION:\s*([\d.]+)", text)
+    if found is None:
+        return None
+    major = int(found.group(1))
+    if major >= MIN_L4T:
+        return None
+    jetpack = _JETPACK.get(major, f"for L4T R{major}")
+    return (f"Jetson with L4T R{major}.{found.group(2)} (JetPack {jetpack}) is not supported: "
+            f"its TensorRT Python bindings are built for the system Python "
+            f"({'3.10' if major == 36 else '3.8' if major == 35 else 'older'}), facewatch needs "
+            f"3.11+; flash JetPack 7 (7.2 on Orin), or use inference.backend onnxruntime")
+
+
 def device_count() -> tuple[int, str | None]:
     """(devices, why none) from cudaGetDeviceCount."""
     rt = cudart()
@@ -62,6 +122,8 @@ def device_count() -> tuple[int, str | None]:
         err, count = rt.cudaGetDeviceCount()
     except Exception as exc:  # noqa: BLE001 - a broken CUDA install raises anything
         return 0, f"cuda-python cannot query devices ({type(exc).__name__}: {exc})"
+    if _error_name(err) == "cudaErrorInsufficientDriver":
+        return 0, _insufficient_driver(rt)
     if int(err) != 0:
         return 0, f"no NVIDIA GPU: cuda-python reports 0 devices ({_error_name(err)})"
     if not count:
@@ -72,6 +134,9 @@ def device_count() -> tuple[int, str | None]:
 def gpu_problem() -> str | None:
     """Why TensorRT cannot run here, or None when a GPU is usable (TensorRT itself may still be
     missing: that is reported when the backend is chosen)."""
+    jetson = jetson_problem()
+    if jetson is not None:
+        return jetson
     _, problem = device_count()
     return problem
 
