@@ -27,4 +27,14 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+
+# TensorRT's Python bindings as a wheel (it cannot load here, but its names can be read):
+# tests/engines/test_tensorrt_api.py checks every TensorRT call of the backend against the
+# newest release.  Kept outside the repository; offline, that one test skips.
+wheels="${FACEWATCH_TENSORRT_WHEELS:-$HOME/.cache/facewatch/tensorrt-wheel}"
+mkdir -p "$wheels"
+timeout 180 .venv/bin/pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
+    --dest "$wheels" tensorrt-cu12-bindings >/dev/null 2>&1 \
+    || echo "tests/run.sh: could not fetch tensorrt-cu12-bindings; the TensorRT API check will skip"
+
 exec .venv/bin/python -m pytest "$@"
