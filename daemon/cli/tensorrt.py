@@ -177,9 +177,12 @@ def _list(args: argparse.Namespace) -> int:
                      "precision": d.get("precision"), "tensorrt": d.get("tensorrt_version"),
                      "gpu": d.get("gpu_name"), "compute_capability": d.get("compute_capability"),
                      "profiles": len(d.get("profiles", []))})
-    emit(args.json, {"dir": str(root), "engines": rows},
-         [f"{r['model']:30s} {r['precision']:5s} TensorRT {r['tensorrt']} {r['gpu']}  {r['engine']}"
-          for r in rows] or [f"no engines in {root} (run `facewatch tensorrt build` on the GPU box)"])
+    orphans = [str(e) for e in EngineCache(root).orphans()] if root.is_dir() else []
+    lines = [f"{r['model']:30s} {r['precision']:5s} TensorRT {r['tensorrt']} {r['gpu']}  "
+             f"{r['engine']}" for r in rows]
+    lines += [f"{'(no sidecar: rebuilt on the next build)':36s}  {e}" for e in orphans]
+    emit(args.json, {"dir": str(root), "engines": rows, "without_sidecar": orphans},
+         lines or [f"no engines in {root} (run `facewatch tensorrt build` on the GPU box)"])
     return 0
 
 

@@ -545,3 +545,17 @@ print(sorted(m for m in sys.modules if m == "tensorrt" or m.startswith("tensorrt
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_tensorrt_list_shows_engines_and_those_without_a_sidecar(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from facewatch.cli.main import main
+
+    cache = EngineCache(tmp_path / "engines")
+    kept = cache.store("mtcnn-rnet.int8", KEY, b"engine")
+    orphan = cache.store("mtcnn-onet.int8", replace(KEY, precision="fp32"), b"engine")
+    orphan.with_suffix(".json").unlink()
+    assert main(["tensorrt", "list", "--models", str(tmp_path), "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [e["engine"] for e in listed["engines"]] == [str(kept)]
+    assert listed["without_sidecar"] == [str(orphan)]

@@ -74,8 +74,12 @@ def pnet_profiles(name: str, canvases: Iterable[tuple[int, int]], max_batch: int
 def profiles_for(manifest: ModelManifest, max_batch: int,
                  frame_sizes: Iterable[tuple[int, int]] = DEFAULT_FRAME_SIZES,
                  detector: MtcnnSettings | None = None) -> tuple[Profile, ...]:
+    """Profiles of one model; `detector` defaults to the daemon's own settings (min_face 40)."""
     name = manifest.input.name
-    detector = detector or MtcnnSettings()
+    if detector is None:
+        from facewatch.config.inference import InferenceConfig
+
+        detector = InferenceConfig().detector_settings()
     if manifest.role == "mtcnn.pnet":
         return pnet_profiles(name, pnet_canvases(frame_sizes, detector), max_batch)
     fixed = [d for d in manifest.input.shape[1:]]
