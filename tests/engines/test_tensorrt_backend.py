@@ -559,3 +559,21 @@ def test_tensorrt_list_shows_engines_and_those_without_a_sidecar(
     listed = json.loads(capsys.readouterr().out)
     assert [e["engine"] for e in listed["engines"]] == [str(kept)]
     assert listed["without_sidecar"] == [str(orphan)]
+
+
+def test_an_engine_that_cannot_take_the_cameras_fails_at_load_naming_the_fix(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from facewatch.engines.backends.tensorrt.runner import check_expected
+
+    exact_only = replace(KEY, profiles=pnet_profiles("input", [(242, 192)], 8)[:-1])
+    with pytest.raises(BackendUnavailableError) as exc:
+        check_expected(exact_only, "pnet.engine", [(1, 3, 718, 576)], can_tile=True)
+    assert str(exc.value) == (
+        "pnet.engine: no optimisation profile takes input 3x718x576 (the P-Net canvas of a "
+        "configured camera at this min_face); build engines for the daemon's settings: "
+        "`facewatch tensorrt build --config FILE`")
+    ranged = replace(KEY, profiles=pnet_profiles("input", [(242, 192)], 8))
+    check_expected(ranged, "pnet.engine", [(1, 3, 242, 192)], can_tile=True)
+    assert caplog.text == ""
+    check_expected(ranged, "pnet.engine", [(1, 3, 718, 576), (1, 3, 2000, 3000)], can_tile=True)
+    assert "no exact optimisation profile for input 3x718x576, 3x2000x3000" in caplog.text

@@ -378,7 +378,7 @@ class TensorRTRunner:
             from facewatch.engines.backends.tensorrt.profiles import PNET_TILING
 
             tiling = PNET_TILING
-        self._check_expected(expected, tiling is not None)
+        check_expected(self.key, self.engine_path.name, expected, tiling is not None)
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
         self._engine = self._runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
@@ -401,18 +401,6 @@ class TensorRTRunner:
         # One call at a time through the shared contexts, stream and buffers (see dispatch).
         self._dispatch = ProfileDispatch(self.engine_path.name, profiles, self._run_once, tiling)
         self._warm_up()
-
-    def _check_expected(self, expected: Sequence[tuple[int, ...]], can_tile: bool) -> None:
-        """Fail at load, not at the first frame, when the chosen engine cannot take an input
-        the caller said it will send."""
-        profiles = self.key.profiles
-        missing = [s for s in expected if not any(p.covers_but_batch(s) for p in profiles)]
-        if missing and not (can_tile and any(not p.exact for p in profiles)):
-            sizes = ", ".join(_shape(s[1:]) for s in missing)
-            raise BackendUnavailableError(
-                f"{self.engine_path.name}: no optimisation profile takes input {sizes} (the "
-                f"P-Net canvas of a configured camera at this min_face); build engines for "
-                f"the daemon's settings: `{BUILD_COMMAND} --config FILE`")
 
     def input_shape(self, name: str) -> list[int | str] | None:
         shape = self._engine.get_tensor_shape(name)
@@ -481,6 +469,25 @@ class TensorRTRunner:
             self.close()
         except Exception:  # noqa: BLE001, S110 - interpreter shutdown: CUDA may be gone
             pass
+
+
+def check_expected(key: EngineKey, engine_name: str, expected: Sequence[tuple[int, ...]],
+                   can_tile: bool) -> None:
+    """Fail at load, not at the first frame, when the chosen engine cannot take an input the
+    caller said it will send; say so when one runs on the range instead of an exact profile."""
+    profiles = key.profiles
+    missing = [s for s in expected if not any(p.covers_but_batch(s) for p in profiles)]
+    inexact = [s for s in expected if not any(p.exact and p.covers_but_batch(s) for p in profiles)]
+    if missing and not (can_tile and any(not p.exact for p in profiles)):
+        sizes = ", ".join(_shape(s[1:]) for s in missing)
+        raise BackendUnavailableError(
+            f"{engine_name}: no optimisation profile takes input {sizes} (the P-Net canvas of "
+            f"a configured camera at this min_face); build engines for the daemon's settings: "
+            f"`{BUILD_COMMAND} --config FILE`")
+    if inexact:
+        log.warning("%s: no exact optimisation profile for input %s: it runs on the ranged "
+                    "profile, tuned for other sizes; `%s --config FILE` builds exact ones",
+                    engine_name, ", ".join(_shape(s[1:]) for s in inexact), BUILD_COMMAND)
 
 
 # Checked TensorRT calls --------------------------------------------------------------------
