@@ -7,6 +7,7 @@ is done afterwards by `facewatch.config.resolve`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,6 +31,17 @@ def located_error(at: tuple[str | int, ...], message: str) -> PydanticCustomErro
     so that `cameras[2]` + ("name",) is reported as `cameras[2].name` with that key's line.
     """
     return PydanticCustomError(LOCATED_ERROR, "{message}", {"message": message, "at": at})
+
+
+def stage_checked(make: Callable[[], object]) -> None:
+    """Build a stage's settings from a section (`facewatch.config.stages`) so that the stage's
+    own bounds are the config's: a `SettingError` becomes an error at that field's line."""
+    from facewatch.errors import SettingError
+
+    try:
+        make()
+    except SettingError as exc:
+        raise located_error((exc.field,), exc.detail) from None
 
 
 def _non_empty_path(value: Any) -> Any:

@@ -6,9 +6,10 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, model_validator
 
-from facewatch.config.base import ConfigPath, Section, located_error
+from facewatch.config.base import ConfigPath, Section, located_error, stage_checked
 from facewatch.engines.backends.base import BackendName, BackendOptions, Precision
 from facewatch.engines.catalog import DEFAULT_EMBEDDER
+from facewatch.inference.batcher import BatchSettings
 
 if TYPE_CHECKING:
     from facewatch.detection.detector import MtcnnSettings
@@ -27,9 +28,10 @@ class InferenceConfig(Section):
         description="ONNX Runtime device: auto uses CUDA when the installed ONNX Runtime offers it.")
     threads: int = Field(default=2, ge=1, le=256, description="Intra-op threads per model.")
     max_batch: int = Field(
-        default=8, ge=1, le=64, description="Most frames analysed in one batch, across all cameras.")
+        default=BatchSettings.max_batch,
+        description="Most frames analysed in one batch, across all cameras.")
     max_wait_ms: float = Field(
-        default=20.0, ge=0, le=1000,
+        default=BatchSettings.max_wait_ms,
         description="Longest a frame waits for a batch to fill before the batch runs anyway.")
     models_dir: ConfigPath | None = Field(
         default=None, description="Folder of <name>.onnx + <name>.json models; default: $FACEWATCH_MODELS "
@@ -47,6 +49,9 @@ class InferenceConfig(Section):
 
     @model_validator(mode="after")
     def _check_combination(self) -> InferenceConfig:
+        from facewatch.config import stages
+
+        stage_checked(lambda: stages.batch_settings(self))
         if self.precision == "fp16" and self.backend != "tensorrt":
             raise located_error(("precision",), "fp16 needs backend: tensorrt; on ONNX Runtime "
                                                 "use fp32 or int8")

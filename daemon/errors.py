@@ -53,6 +53,23 @@ class ConfigError(BadInputError):
     exit_code = EXIT_CONFIG
 
 
+class SettingError(ConfigError):
+    """A stage's setting out of its bounds.  Stages check their own settings once, in their
+    settings' `__post_init__`; the config names the YAML line of `field` (its key in the
+    stage's section) when it maps a section onto them."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.detail = message
+
+
+def require(ok: bool, field: str, message: str) -> None:
+    """Raise `SettingError(field, message)` unless `ok`."""
+    if not ok:
+        raise SettingError(field, message)
+
+
 class BackendUnavailableError(FacewatchError):
     """The requested inference backend or precision cannot run on this machine."""
 

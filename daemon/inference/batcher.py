@@ -18,6 +18,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from facewatch.errors import require
 from facewatch.frames.ring import FrameRef
 
 
@@ -27,8 +28,15 @@ class _Queue(Protocol):
 
 @dataclass(frozen=True)
 class BatchSettings:
+    # Most frames in one batch, across all cameras.
     max_batch: int = 8
+    # Longest the first frame of a batch waits for the other cameras' frames.
     max_wait_ms: float = 20.0
+
+    def __post_init__(self) -> None:
+        require(1 <= self.max_batch <= 64, "max_batch", f"must be 1 to 64, got {self.max_batch}")
+        require(0.0 <= self.max_wait_ms <= 1000.0, "max_wait_ms",
+                f"must be 0 to 1000 ms, got {self.max_wait_ms:g}")
 
 
 @dataclass

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from facewatch.config import stages
 from facewatch.config.daemon import DaemonConfig
 from facewatch.engines.store import ModelStore
 from facewatch.errors import FacewatchError
@@ -33,13 +34,12 @@ from facewatch.gallery import last_good
 from facewatch.gallery.gallery import Gallery
 from facewatch.gallery.watch import GalleryWatcher
 from facewatch.identity import GalleryMatcher, IdentitySettings
-from facewatch.inference.batcher import BatchSettings, FrameBatcher
+from facewatch.inference.batcher import FrameBatcher
 from facewatch.inference.camera_analysis import AnalysisSettings, CameraAnalysis, new_track_ids
 from facewatch.metrics import Metrics
 from facewatch.pipeline import FacePipeline
 from facewatch.processes.channels import BufferedSender, ControlCommand, InferenceChannels
 from facewatch.processes.child import ChildContext, ChildKind
-from facewatch.tracking import EmbedPolicySettings, TrackerSettings
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +52,10 @@ KIND = ChildKind("inference", start_grace_s=120.0, stop_timeout_s=3.0, stop_orde
 
 
 def analysis_settings(config: DaemonConfig) -> AnalysisSettings:
-    t, r = config.tracking, config.recognition
+    r = config.recognition
     return AnalysisSettings(
-        tracker=TrackerSettings(high_score=t.high_score, low_score=t.low_score,
-                                match_iou=t.match_iou, min_hits=t.min_hits,
-                                max_lost_s=t.max_lost_s),
-        policy=EmbedPolicySettings(embed_every_n=t.embed_every_n),
+        tracker=stages.tracker_settings(config.tracking),
+        policy=stages.embed_policy_settings(config.tracking),
         identity=IdentitySettings(threshold=r.threshold, min_evidence=r.min_evidence,
                                   exit_margin=r.exit_margin))
 
@@ -104,7 +102,7 @@ class InferenceLoop:
         self.rings = {cam: FrameRing.attach(name) for cam, name in channels.rings.items()}
         live = frozenset(c.name for c in config.enabled_cameras if c.name not in channels.lossless)
         self.batcher = FrameBatcher(
-            channels.frames, BatchSettings(inference.max_batch, inference.max_wait_ms),
+            channels.frames, stages.batch_settings(inference),
             live_cameras=live, active_cameras=len(self.cameras))
         self._resume_lossless()
         self._last_frame_at: dict[str, float] = {}

@@ -24,7 +24,7 @@ from typing import Literal
 
 import numpy as np
 
-from facewatch.errors import ConfigError
+from facewatch.errors import require
 from facewatch.tracking.tracker import TrackUpdate
 
 EmbedReason = Literal["new_track", "reacquired", "weak_match", "requested", "better_quality",
@@ -44,18 +44,14 @@ class EmbedPolicySettings:
     verify_iou: float = 0.5
 
     def __post_init__(self) -> None:
-        if self.embed_every_n < 1:
-            raise ConfigError(f"embedding policy: embed_every_n must be >= 1, "
-                              f"got {self.embed_every_n}")
-        if not 0.0 < self.quality_gain <= 1.0:
-            raise ConfigError(f"embedding policy: quality_gain must be in (0, 1], "
-                              f"got {self.quality_gain}")
-        if self.first_embeddings < 1:
-            raise ConfigError(f"embedding policy: first_embeddings must be >= 1, "
-                              f"got {self.first_embeddings}")
-        if not 0.0 <= self.verify_iou <= 1.0:
-            raise ConfigError(f"embedding policy: verify_iou must be in [0, 1], "
-                              f"got {self.verify_iou}")
+        require(1 <= self.embed_every_n <= 1000, "embed_every_n",
+                f"must be 1 to 1000, got {self.embed_every_n}")
+        require(0.0 < self.quality_gain <= 1.0, "quality_gain",
+                f"must be in (0, 1], got {self.quality_gain:g}")
+        require(self.first_embeddings >= 1, "first_embeddings",
+                f"must be at least 1, got {self.first_embeddings}")
+        require(0.0 <= self.verify_iou <= 1.0, "verify_iou",
+                f"must be in [0, 1], got {self.verify_iou:g}")
 
 
 @dataclass(frozen=True)

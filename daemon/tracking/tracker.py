@@ -26,7 +26,7 @@ from typing import Literal
 import numpy as np
 
 from facewatch.detection.detections import Detections
-from facewatch.errors import ConfigError
+from facewatch.errors import require
 from facewatch.tracking.association import iou_matrix, match
 from facewatch.tracking.kalman import BoxKalman, MotionNoise
 
@@ -53,17 +53,17 @@ class TrackerSettings:
     noise: MotionNoise = field(default_factory=MotionNoise)
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.low_score <= self.high_score <= 1.0:
-            raise ConfigError(f"tracker: need 0 <= low_score <= high_score <= 1, got "
-                              f"{self.low_score} and {self.high_score}")
+        # The only check of these bounds: the config maps tracking: onto this.
+        require(0.0 < self.high_score <= 1.0, "high_score",
+                f"must be in (0, 1], got {self.high_score:g}")
+        require(0.0 < self.low_score <= self.high_score, "low_score",
+                f"must be in (0, high_score = {self.high_score:g}], got {self.low_score:g}")
         for name in ("match_iou", "low_match_iou"):
             value = getattr(self, name)
-            if not 0.0 < value <= 1.0:
-                raise ConfigError(f"tracker: {name} must be in (0, 1], got {value}")
-        if self.min_hits < 1:
-            raise ConfigError(f"tracker: min_hits must be >= 1, got {self.min_hits}")
-        if not self.max_lost_s >= 0.0:
-            raise ConfigError(f"tracker: max_lost_s must be >= 0, got {self.max_lost_s}")
+            require(0.0 < value < 1.0, name, f"must be in (0, 1), got {value:g}")
+        require(1 <= self.min_hits <= 100, "min_hits", f"must be 1 to 100, got {self.min_hits}")
+        require(0.0 < self.max_lost_s <= 600.0, "max_lost_s",
+                f"must be in (0, 600] seconds, got {self.max_lost_s:g}")
 
 
 class TrackState(StrEnum):

@@ -198,7 +198,7 @@ def test_mqtt_tls_switch_and_port_default(tmp_path: Path) -> None:
     (BASE + "outputs: {mqtt: {host: h, port: 70000}}\n",
      r"^8: outputs\.mqtt\.port: Input should be less than or equal to 65535"),
     (BASE + "inference:\n  max_batch: 65\n",
-     r"^9: inference\.max_batch: Input should be less than or equal to 64"),
+     r"^9: inference\.max_batch: must be 1 to 64, got 65"),
     (BASE + "logging: {level: loud}\n",
      r"^8: logging\.level: Input should be 'debug', 'info', 'warning' or 'error'"),
     (BASE + "inference: [1]\n", r"^8: inference: Input should be a valid dictionary"),
@@ -231,7 +231,8 @@ def test_mqtt_tls_switch_and_port_default(tmp_path: Path) -> None:
      r"^10: outputs\.zmq\.bind: .*port '99999' is not 1-65535"),
     (BASE + "metrics: {bind: everywhere}\n", r"^8: metrics\.bind: 'everywhere' is not an IP address"),
     # cross-field rules
-    (BASE + "tracking:\n  low_score: 0.95\n", r"^9: tracking\.low_score: must not exceed high_score"),
+    (BASE + "tracking:\n  low_score: 0.95\n",
+     r"^9: tracking\.low_score: must be in \(0, high_score = 0\.9\], got 0\.95"),
     (BASE + "inference:\n  precision: fp16\n", r"^9: inference\.precision: fp16 needs backend: tensorrt"),
     (BASE + "outputs:\n  mqtt: {host: h, password: x}\n",
      r"^9: outputs\.mqtt\.password: a password needs a username"),

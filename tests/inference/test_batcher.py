@@ -67,12 +67,12 @@ def test_it_waits_for_the_other_cameras_at_most_max_wait() -> None:
     assert [r.camera for r in b.next_batch(1.0)] == ["a"]  # b never came
     waited = time.monotonic() - t0
     assert 0.15 <= waited < 1.0
-    patient = batcher(q, {"a", "b"}, cameras=2, max_wait_ms=5000.0)
+    patient = batcher(q, {"a", "b"}, cameras=2, max_wait_ms=1000.0)
     q.put(ref("a", 2))
     q.put(ref("b", 1))
     t0 = time.monotonic()
     assert {r.camera for r in patient.next_batch(1.0)} == {"a", "b"}  # all there: no waiting
-    assert time.monotonic() - t0 < 2.5
+    assert time.monotonic() - t0 < 0.9
 
 
 def test_nothing_within_the_timeout_is_an_empty_batch() -> None:
