@@ -6,10 +6,14 @@ that claims to be 50,000 x 50,000 pixels is refused without allocating 7 GB.
 
 from __future__ import annotations
 
+import errno
+import os
 import re
+import stat
 import sys
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -25,10 +29,12 @@ def load_image(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
     """Decode an image file as (H, W, 3) RGB uint8, EXIF rotation applied.
 
     Grayscale, palette, RGBA (composited onto white), 16-bit and CMYK images are
-    converted; anything unreadable raises ImageError naming the file.
+    converted; anything unreadable raises ImageError naming the file, and so does anything
+    that is not a regular file: reading a named pipe would wait for a writer forever.
     """
     p = Path(path)
     try:
+        file = _open_regular(p, path)
         with warnings.catch_warnings():
             # Pillow warns (and, past 2x its own limit, raises) about huge images; we check
             # our own limit below with a clearer message.
@@ -37,7 +43,7 @@ def load_image(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
             # too many entries) is warned about while the pixels may still be fine; the image
             # either decodes or fails below with ImageError naming the file.
             warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
-            with Image.open(p) as img:
+            with file, Image.open(file) as img:
                 w, h = img.size
                 if w * h > max_pixels:
                     raise ImageError(f"{path}: {w}x{h} pixels is over the limit of "
@@ -63,6 +69,29 @@ def load_image(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
     except (OSError, SyntaxError, ValueError) as exc:
         # Pillow reports truncated or corrupt data as OSError ("image file is truncated").
         raise ImageError(f"{path}: corrupt or truncated image ({exc})") from None
+
+
+def _open_regular(p: Path, shown: Path | str) -> BinaryIO:
+    """`p` opened for reading if it is a regular file (after symlinks); ImageError if not.
+
+    Opened without blocking, then checked on the open descriptor: opening a FIFO for
+    reading would otherwise block until something writes to it, and checking the name
+    first would leave a gap in which it could be swapped."""
+    try:
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # a Unix socket cannot be opened like a file
+            raise ImageError(f"{shown}: not a regular file (a socket); give an image file") from None
+        raise
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(p))
+        kind = ("a named pipe" if stat.S_ISFIFO(mode) else "a character device"
+                if stat.S_ISCHR(mode) else "a block device" if stat.S_ISBLK(mode) else "a special file")
+        raise ImageError(f"{shown}: not a regular file ({kind}); give an image file")
+    return os.fdopen(fd, "rb")
 
 
 def _claimed_size(exc: Exception) -> str:

@@ -37,24 +37,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
 
 def _run(args: argparse.Namespace, pipeline: FacePipeline, embed: bool,
          describe: Any) -> int:
-    results: list[dict[str, Any]] = []
-    failed = 0
     paths: list[str] = list(args.images)
+    # One result per argument, in the order given (a path given twice is reported twice, in
+    # both places); failures are reported as they happen, the results once all are done.
+    results: list[dict[str, Any]] = [{} for _ in paths]
+    failed = 0
     for start in range(0, len(paths), _CHUNK):
-        chunk = paths[start:start + _CHUNK]
         loaded, images = [], []
-        for path in chunk:
+        for at in range(start, min(start + _CHUNK, len(paths))):
             try:
-                images.append(load_image(path, args.max_pixels))
-                loaded.append(path)
+                images.append(load_image(paths[at], args.max_pixels))
+                loaded.append(at)
             except ImageError as exc:
                 warn(str(exc))
                 failed += 1
-                results.append({"path": path, "error": str(exc), "faces": []})
-        for path, analyzed in zip(loaded, pipeline.analyze(images, embed=embed)):
-            results.append({"path": path, "faces": describe(analyzed)})
-    order = {p: i for i, p in enumerate(paths)}
-    results.sort(key=lambda r: order[r["path"]])
+                results[at] = {"path": paths[at], "error": str(exc), "faces": []}
+        for at, analyzed in zip(loaded, pipeline.analyze(images, embed=embed)):
+            results[at] = {"path": paths[at], "faces": describe(analyzed)}
     lines = []
     for r in results:
         if "error" in r:
