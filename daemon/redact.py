@@ -35,6 +35,8 @@ import threading
 from collections.abc import Callable, Iterable
 from urllib.parse import quote
 
+from facewatch.printable import printable
+
 MASK = "***"
 MIN_SECRET_LENGTH = 4
 
@@ -89,7 +91,9 @@ def _mask_password(match: re.Match[str]) -> str:
 
 
 class RedactingFilter(logging.Filter):
-    """Redacts a record's message, traceback and stack before any handler formats it.
+    """Redacts a record's message, traceback and stack before any handler formats it, and
+    escapes control characters in the message (a file or camera name with an escape sequence
+    or a newline in it must neither drive the terminal nor forge a second log line).
 
     On a handler, it sees the records of the supervisor and, through the queue listener, of
     every child; the record is changed in place, so every handler gets the redacted text.
@@ -100,7 +104,7 @@ class RedactingFilter(logging.Filter):
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a bad format string: the handler reports it as usual
             return True
-        clean = redact(message)
+        clean = printable(redact(message))
         if clean != message or record.args:
             record.msg, record.args = clean, None
         if record.exc_info and not record.exc_text:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from facewatch import __version__
 from facewatch.errors import EXIT_BAD_INPUT, EXIT_FAILURE, FacewatchError
+from facewatch.printable import printable
 from facewatch.redact import install_filter, redact, route_stderr
 
 _COMMAND_MODULES = ("models", "oneshot", "gallery", "evaluate", "bench", "doctor", "config_check",
@@ -73,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _fail(message: str, code: int, wants_json: bool) -> int:
-    line = redact(" ".join(message.split()))  # one line, whatever the message held
+    # one line, whatever the message held, with no control character reaching the terminal
+    line = printable(redact(" ".join(message.split())))
     sys.stderr.write(f"facewatch: error: {line}\n")
     if wants_json:
         sys.stdout.write(json.dumps({"error": line, "exit_code": code}) + "\n")

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from facewatch.printable import printable
+
 
 def _default(obj: Any) -> Any:
     if isinstance(obj, np.ndarray):
@@ -25,18 +27,38 @@ def _default(obj: Any) -> Any:
 
 
 def emit(as_json: bool, document: dict[str, Any], text: str | list[str]) -> None:
+    """`document` as one JSON line (ASCII: file names that are not UTF-8 keep their bytes as
+    \\udcXX escapes), or the text lines, each shown by `say`."""
     if as_json:
         sys.stdout.write(json.dumps(document, default=_default) + "\n")
     else:
-        lines = [text] if isinstance(text, str) else text
-        for line in lines:
-            sys.stdout.write(line + "\n")
+        for line in [text] if isinstance(text, str) else text:
+            say(line)
     sys.stdout.flush()
 
 
+def say(line: str) -> None:
+    """One line on stdout, safe for a terminal: control characters and bytes that are not
+    UTF-8 (in file names, camera names, event text) are escaped rather than written raw or
+    crashing a strict stdout after every result was computed, and characters the terminal's
+    encoding lacks become escapes too."""
+    sys.stdout.write(_encodable(printable(line), sys.stdout) + "\n")
+
+
 def warn(message: str) -> None:
-    sys.stderr.write(f"facewatch: warning: {message}\n")
+    sys.stderr.write(f"facewatch: warning: {_encodable(printable(message), sys.stderr)}\n")
     sys.stderr.flush()
+
+
+def _encodable(text: str, stream: Any) -> str:
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    try:
+        text.encode(encoding)
+    except UnicodeEncodeError:
+        return text.encode(encoding, "backslashreplace").decode(encoding)
+    except LookupError:
+        pass
+    return text
 
 
 def rounded(values: Any, digits: int = 2) -> Any:
