@@ -168,7 +168,8 @@ class Gallery:
                images: list[Path], embeddings: np.ndarray) -> FaceIndex:
         digest = hashlib.sha256(signature.encode())
         for pi, image, vec in zip(persons, images, embeddings):
-            digest.update(f"{spec.people[pi].id}\0{image}\0".encode())
+            # the file system's bytes: a name that is not UTF-8 is a valid path all the same
+            digest.update(spec.people[pi].id.encode() + b"\0" + os.fsencode(image) + b"\0")
             digest.update(vec.tobytes())
         key = digest.hexdigest()[:24]
         path = state / f"index-{key}.hnsw"
