@@ -18,6 +18,9 @@ from facewatch.errors import BadInputError
 Location = tuple[str | int, ...]
 # Gallery and config files are small; a file this big is a mistake (or an attack on the parser).
 MAX_YAML_BYTES = 16 * 1024 * 1024
+# Nesting levels accepted: a config is 4 deep, a gallery's free-form metadata a few more.
+# PyYAML's composer recurses per level and fails at a few hundred (1.3 KB of "[[[...").
+MAX_DEPTH = 64
 
 
 @dataclass
@@ -76,8 +79,11 @@ def load_yaml(path: Path, error: type[BadInputError] = BadInputError) -> YamlDoc
 
 
 def parse_yaml(text: str, path: Path, error: type[BadInputError] = BadInputError) -> YamlDocument:
+    too_deep = f"{path}: nested more than {MAX_DEPTH} levels deep"
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError:
+        raise error(too_deep) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = f":{mark.line + 1}" if mark is not None else ""
@@ -89,14 +95,18 @@ def parse_yaml(text: str, path: Path, error: type[BadInputError] = BadInputError
     if node is None:
         return doc
     try:
-        doc.data = _construct(node, (), doc.lines, yaml.SafeLoader(""), [1_000_000])
+        doc.data = _construct(node, (), doc.lines, yaml.SafeLoader(""), [1_000_000], set())
+    except _TooDeep:
+        raise error(too_deep) from None
+    except _SelfAlias:
+        raise error(f"{path}: an alias that contains itself") from None
     except _AliasBomb:
         raise error(f"{path}: too many YAML aliases (refusing a possible alias bomb)") from None
     except _DuplicateKey as dup:
         raise error(f"{path}:{dup.line}: {dotted(dup.loc)}: duplicate key (first given on line "
                     f"{dup.first_line}; YAML would silently keep only the last)") from None
-    except RecursionError:
-        raise error(f"{path}: nested too deeply, or an alias that contains itself") from None
+    except RecursionError:  # not expected within MAX_DEPTH; a message all the same
+        raise error(too_deep) from None
     except yaml.constructor.ConstructorError as exc:
         mark = exc.problem_mark
         line = f":{mark.line + 1}" if mark is not None else ""
@@ -108,6 +118,14 @@ class _AliasBomb(Exception):
     pass
 
 
+class _TooDeep(Exception):
+    pass
+
+
+class _SelfAlias(Exception):
+    pass
+
+
 class _DuplicateKey(Exception):
     def __init__(self, loc: Location, line: int, first_line: int) -> None:
         super().__init__(loc)
@@ -115,12 +133,29 @@ class _DuplicateKey(Exception):
 
 
 def _construct(node: yaml.Node, loc: Location, lines: dict[Location, int],
-               scalars: yaml.SafeLoader, budget: list[int]) -> Any:
-    """Plain data from a node tree; `budget` caps nodes visited (aliases can multiply them)."""
+               scalars: yaml.SafeLoader, budget: list[int], above: set[int]) -> Any:
+    """Plain data from a node tree; `budget` caps nodes visited (aliases can multiply them),
+    `above` holds the collections this node is inside (an alias may point back at one)."""
     budget[0] -= 1
     if budget[0] < 0:
         raise _AliasBomb
+    if len(loc) > MAX_DEPTH:
+        raise _TooDeep
     lines.setdefault(loc, node.start_mark.line + 1)
+    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+        if id(node) in above:
+            raise _SelfAlias
+        above.add(id(node))
+        try:
+            return _collection(node, loc, lines, scalars, budget, above)
+        finally:
+            above.discard(id(node))
+    return _scalar(node, scalars)
+
+
+def _collection(node: yaml.MappingNode | yaml.SequenceNode, loc: Location,
+                lines: dict[Location, int], scalars: yaml.SafeLoader, budget: list[int],
+                above: set[int]) -> Any:
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         key_lines: dict[Any, int] = {}
@@ -132,11 +167,9 @@ def _construct(node: yaml.Node, loc: Location, lines: dict[Location, int],
             if key in key_lines:
                 raise _DuplicateKey((*loc, str(key)), key_node.start_mark.line + 1, key_lines[key])
             key_lines[key] = key_node.start_mark.line + 1
-            out[key] = _construct(value_node, (*loc, str(key)), lines, scalars, budget)
+            out[key] = _construct(value_node, (*loc, str(key)), lines, scalars, budget, above)
         return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_construct(v, (*loc, i), lines, scalars, budget) for i, v in enumerate(node.value)]
-    return _scalar(node, scalars)
+    return [_construct(v, (*loc, i), lines, scalars, budget, above) for i, v in enumerate(node.value)]
 
 
 def _scalar(node: yaml.Node, scalars: yaml.SafeLoader) -> Any:

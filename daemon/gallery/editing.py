@@ -17,6 +17,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from facewatch.errors import GalleryError
+from facewatch.yamlfile import MAX_YAML_BYTES, parse_yaml, read_small_text
 
 
 def _yaml() -> YAML:
@@ -39,10 +40,16 @@ def edit_gallery(path: Path, change: Change, commit_if: Callable[[Path], None]) 
                            f"folders; `gallery add|remove` edit YAML galleries")
     y = _yaml()
     try:
-        text = path.read_text(encoding="utf-8") if path.exists() else ""
+        text = read_small_text(path, MAX_YAML_BYTES, "a YAML file") if path.exists() else ""
+    except ValueError as exc:
+        raise GalleryError(str(exc)) from None
+    # The same reader as the gallery's loader first: its one-line errors, with the line, for
+    # what the round-trip parser would fail on (or, nested deep, crash in).
+    parse_yaml(text, path, GalleryError)
+    try:
         data = y.load(text) if text else None
-    except (OSError, UnicodeDecodeError, YAMLError) as exc:
-        raise GalleryError(f"{path}: cannot edit ({exc})") from None
+    except (YAMLError, RecursionError) as exc:
+        raise GalleryError(" ".join(f"{path}: cannot edit ({exc})".split())) from None
     if data is None:
         data = y.load("people: []\n")
     if not isinstance(data, dict):
