@@ -37,6 +37,13 @@ def emit(as_json: bool, document: dict[str, Any], text: str | list[str]) -> None
     sys.stdout.flush()
 
 
+def json_text(document: Any) -> str:
+    """`document` as JSON text with non-ASCII characters as they are where stdout can encode
+    them, else (a lone surrogate from a `\\udce9` escape, a non-UTF-8 terminal) as escapes."""
+    text = json.dumps(document, ensure_ascii=False, default=_default)
+    return text if _can_encode(text, sys.stdout) else json.dumps(document, default=_default)
+
+
 def say(line: str) -> None:
     """One line on stdout, safe for a terminal: control characters and bytes that are not
     UTF-8 (in file names, camera names, event text) are escaped rather than written raw or
@@ -50,15 +57,21 @@ def warn(message: str) -> None:
     sys.stderr.flush()
 
 
-def _encodable(text: str, stream: Any) -> str:
-    encoding = getattr(stream, "encoding", None) or "utf-8"
+def _can_encode(text: str, stream: Any) -> bool:
     try:
-        text.encode(encoding)
+        text.encode(getattr(stream, "encoding", None) or "utf-8")
     except UnicodeEncodeError:
-        return text.encode(encoding, "backslashreplace").decode(encoding)
-    except LookupError:
+        return False
+    except LookupError:  # an encoding Python does not know: let the stream decide
         pass
-    return text
+    return True
+
+
+def _encodable(text: str, stream: Any) -> str:
+    if _can_encode(text, stream):
+        return text
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    return text.encode(encoding, "backslashreplace").decode(encoding)
 
 
 def rounded(values: Any, digits: int = 2) -> Any:

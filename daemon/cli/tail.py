@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import queue
 import sys
@@ -13,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from facewatch.cli.common import without_options
-from facewatch.cli.output import warn
+from facewatch.cli.output import json_text, say, warn
 from facewatch.errors import EXIT_FAILURE, BadInputError, FacewatchError
 from facewatch.events import (
     EVENT_TYPES,
@@ -238,14 +237,14 @@ def _tail(args: argparse.Namespace) -> int:
             if args.json:
                 collected.append(to_dict(event))
             else:
-                sys.stdout.write(describe(event) + "\n")
+                say(describe(event))  # names and reasons come from the bus: never raw
                 sys.stdout.flush()
     except KeyboardInterrupt:
         pass  # Ctrl-C is how an open-ended tail ends
     finally:
         source.close()
     if args.json:
-        sys.stdout.write(json.dumps(collected, ensure_ascii=False) + "\n")
+        sys.stdout.write(json_text(collected) + "\n")
         sys.stdout.flush()
     if args.count is not None and seen < args.count:
         warn(f"stopped after {seen} of {args.count} events")

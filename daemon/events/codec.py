@@ -68,12 +68,40 @@ def from_dict(data: Any) -> Event:
         raise EventFormatError(f"{kind} event: {exc}") from None
 
 
+# Nesting levels accepted in an event: its free-form metadata comes from gallery YAML, which
+# is read to facewatch.yamlfile.MAX_DEPTH levels.  Anything deeper is not from a daemon, and
+# would blow Python's recursion limit wherever it is next walked (printed, dumped).
+MAX_DEPTH = 64
+
+
 def from_json(text: str | bytes) -> Event:
+    """The event in `text`; `EventFormatError` for anything else, whoever sent it."""
     try:
         data = json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
         raise EventFormatError(f"not JSON: {exc}") from None
+    except RecursionError:  # thousands of "[": the decoder's own recursion guard
+        raise EventFormatError(f"nested more than {MAX_DEPTH} levels deep") from None
+    if _depth(data) > MAX_DEPTH:
+        raise EventFormatError(f"nested more than {MAX_DEPTH} levels deep")
     return from_dict(data)
+
+
+def _depth(data: Any) -> int:
+    """How many lists and objects deep `data` is, without recursion."""
+    deepest = 0
+    stack = [(data, 1)]
+    while stack:
+        value, level = stack.pop()
+        children = value.values() if isinstance(value, dict) else value \
+            if isinstance(value, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, level)
+        if deepest > MAX_DEPTH:
+            break
+        stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def _json_default(value: Any) -> Any:

@@ -171,3 +171,48 @@ def test_the_daemon_recognises_with_that_gallery(models_dir: Path, examples: Pat
         events.close()
     assert "Traceback" not in log and "restarting" not in log and "not enrolled" not in log, log[-3000:]
 
+
+
+def test_tail_shows_hostile_event_text_escaped(env: dict[str, str]) -> None:
+    """Any client allowed to publish could drive the terminal of whoever runs `facewatch tail`,
+    or crash its strict stdout with a lone surrogate (a JSON \\udce9 escape)."""
+    import threading
+    import time
+
+    import zmq
+
+    from facewatch.events import FaceRecognized, to_dict
+    from tests.support.mosquitto import free_port
+
+    port = free_port()
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    pub = context.socket(zmq.PUB)
+    pub.setsockopt(zmq.LINGER, 0)
+    pub.bind(f"tcp://127.0.0.1:{port}")
+    event = json.dumps(to_dict(FaceRecognized(
+        camera="door", ts=time.time(), track_id=3, identity="ada", name="\x1b[2JAda\udce9",
+        score=0.7, bbox=(0, 0, 1, 1), seq=1, event_id="e1"))).encode()
+    assert b"\x1b" not in event  # JSON escapes it; the danger is in what a reader prints
+    stop = threading.Event()
+
+    def publish() -> None:
+        while not stop.is_set():
+            pub.send_multipart([b"face.recognized/door", event])
+            time.sleep(0.2)
+
+    thread = threading.Thread(target=publish, daemon=True)
+    thread.start()
+    try:
+        text = run(["tail", "--zmq", f"tcp://127.0.0.1:{port}", "--count", "1"], env, timeout=60)
+        as_json = run(["tail", "--zmq", f"tcp://127.0.0.1:{port}", "--count", "1", "--json"], env,
+                      timeout=60)
+    finally:
+        stop.set()
+        thread.join(5)
+        pub.close(0)
+        context.term()
+    assert text.returncode == 0, text.stderr.decode(errors="replace")
+    _no_raw_controls(text.stdout)
+    assert "track 3: \\x1b[2JAda\\xe9 (ada)" in text.stdout.decode()
+    assert as_json.returncode == 0, as_json.stderr.decode(errors="replace")
+    assert json.loads(as_json.stdout)[0]["name"] == "\x1b[2JAda\udce9"
