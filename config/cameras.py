@@ -60,7 +60,8 @@ class CameraConfig(Section):
     @field_validator("name")
     @classmethod
     def _check_name(cls, name: str) -> str:
-        if not re.match(CAMERA_NAME_PATTERN, name):
+        # fullmatch: re.match's `$` also matches before a trailing newline ("door\n")
+        if not re.fullmatch(CAMERA_NAME_PATTERN, name):
             raise located_error((), f"{name!r}: use 1-64 of a-z, 0-9, _ and - (the name is part "
                                     f"of MQTT and ZeroMQ topics)")
         return name

@@ -110,7 +110,7 @@ def describe_error(doc: YamlDocument, exc: ValidationError) -> str:
 
 def field_path(loc: Location) -> str:
     """`cameras[2].url`; a key that is not a plain word is quoted (`outputs.'a b'`)."""
-    safe = tuple(p if isinstance(p, int) or _PLAIN_KEY.match(p) else repr(p) for p in loc)
+    safe = tuple(p if isinstance(p, int) or _PLAIN_KEY.fullmatch(p) else repr(p) for p in loc)
     return dotted(safe) or "top level"
 
 

@@ -149,7 +149,7 @@ class MqttOutput(Section):
     def _check_host(cls, value: str) -> str:
         if "://" in value:
             raise located_error((), "give the host name only, without a scheme (use tls: for TLS)")
-        if not _HOST.match(value):
+        if not _HOST.fullmatch(value):  # not match: its `$` lets "host\n" through
             raise located_error((), "expected a host name or IP address (IPv6 without brackets)")
         return value
 

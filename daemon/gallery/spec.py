@@ -26,6 +26,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from facewatch.errors import GalleryError
+from facewatch.printable import printable
 from facewatch.yamlfile import dotted, load_yaml
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
@@ -153,8 +154,9 @@ def _images_in(folder: Path) -> list[Path]:
 def _folder_spec(root: Path) -> GallerySpec:
     people = []
     for sub in sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")):
-        if not re.match(ID_PATTERN, sub.name):
-            raise GalleryError(f"{sub}: folder name is not usable as a person id "
+        # fullmatch: re.match's `$` also matches before a trailing newline ("ada\n")
+        if not re.fullmatch(ID_PATTERN, sub.name):
+            raise GalleryError(f"{printable(str(sub))}: folder name is not usable as a person id "
                                f"(letters, digits, _ . @ - only)")
         images = _images_in(sub)
         if images:

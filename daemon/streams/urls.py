@@ -122,7 +122,7 @@ def _check(url: str) -> SourceKind:
         raise ConfigError("stream url is empty: give an rtsp:// or http(s):// URL, a file path or /dev/videoN")
     if any(ch.isspace() or ord(ch) < 0x20 for ch in url):
         raise ConfigError(f"stream url {shown!r} contains whitespace or control characters: percent-encode them")
-    if _DEVICE.match(url):
+    if _DEVICE.fullmatch(url):
         return SourceKind.DEVICE
     if "://" not in url:
         if url.startswith("/dev/"):
