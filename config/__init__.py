@@ -19,15 +19,15 @@ from facewatch.config.mqtt import MqttOutput, MqttTls
 from facewatch.config.outbox import OutboxConfig
 from facewatch.config.outputs import JsonlOutput, OutputsConfig, ZmqOutput
 from facewatch.config.recognition import RecognitionConfig
-from facewatch.config.resolve import resolve
+from facewatch.config.resolve import check_state_dir, resolve
 from facewatch.config.snapshots import SnapshotsConfig
 from facewatch.config.tracking import TrackingConfig
 
 __all__ = [
     "CameraConfig", "DaemonConfig", "InferenceConfig", "JsonlOutput", "LoggingConfig",
     "MetricsConfig", "MqttOutput", "MqttTls", "OutboxConfig", "OutputsConfig", "RecognitionConfig",
-    "SnapshotsConfig", "TrackingConfig", "ZmqOutput", "load_config", "load_resolved",
-    "parse_config", "resolve",
+    "SnapshotsConfig", "TrackingConfig", "ZmqOutput", "check_state_dir", "load_config",
+    "load_resolved", "parse_config", "resolve",
 ]
 
 

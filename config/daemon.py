@@ -98,6 +98,10 @@ class DaemonConfig(Section):
                 return c
         raise KeyError(name)
 
+    def written(self, loc: Location) -> bool:
+        """Whether the file itself gives `loc` (rather than a default filling it)."""
+        return tuple(loc) in self._lines
+
     def where(self, loc: Location) -> str:
         """`file:line` of the deepest known part of `loc` (just `file` or `config` if unknown)."""
         if self._source is None:

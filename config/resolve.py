@@ -13,6 +13,7 @@ Every password it sees (the MQTT one, those in camera URLs) is handed to
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -148,3 +149,48 @@ def _read_secret(path: Path) -> SecretStr:
     if not secret:
         raise ValueError(f"{path} is empty")
     return SecretStr(secret)
+
+
+def check_state_dir(config: DaemonConfig) -> None:
+    """ConfigError (one line) unless the resolved `state_dir` is a folder facewatch can write,
+    or can create: what `facewatch run` needs before it starts anything, and what `facewatch
+    config check` reports.  Separate from `resolve()`, which commands that never write there
+    (`tensorrt build`, `calibrate`) also call, possibly as another user."""
+    assert config.state_dir is not None, "check a resolved config"
+    state_dir = Path(config.state_dir)
+    problem = unusable_folder(state_dir)
+    if problem is None:
+        return
+    if config.written(("state_dir",)):
+        origin = f"{config.where(('state_dir',))}: state_dir"
+    elif config.source is not None:
+        origin = f"{config.source}: state_dir (not set; the default)"
+    else:
+        origin = "state_dir (not set; the default)"
+    raise ConfigError(" ".join(f"{origin}: {state_dir}: {problem}; facewatch keeps its outbox, "
+                               f"snapshots and gallery cache there, so give a folder it can "
+                               f"create and write".split()))
+
+
+def unusable_folder(path: Path) -> str | None:
+    """Why files could not be written in `path`, creating it first if it is missing; None if
+    they can.  Tried for real (a temporary entry made and removed where `path`, or the nearest
+    folder above it that exists, is), since permission bits say little to root and nothing
+    about /proc, read-only mounts or a full inode table."""
+    existing = path
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a folder" if existing != path else "not a folder"
+    try:
+        if existing == path:
+            fd, probe = tempfile.mkstemp(dir=path, prefix=".facewatch-probe-")
+            os.close(fd)
+            os.unlink(probe)
+        else:
+            os.rmdir(tempfile.mkdtemp(dir=existing, prefix=".facewatch-probe-"))
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        return f"cannot write in it ({reason})" if existing == path else \
+            f"cannot be created in {existing} ({reason})"
+    return None

@@ -23,9 +23,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser],
 
 
 def _check(args: argparse.Namespace) -> int:
-    from facewatch.config import load_config, resolve
+    from facewatch.config import check_state_dir, load_config, resolve
 
     config = resolve(load_config(args.file))
+    check_state_dir(config)  # as `run` does before it starts anything
     outputs = config.outputs
     described = []
     if outputs.zmq is not None:

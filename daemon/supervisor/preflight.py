@@ -15,12 +15,13 @@ from facewatch.errors import ConfigError, FacewatchError
 def preflight(config_path: Path) -> DaemonConfig:
     """Everything that can be checked before starting processes, each failure one line and
     exit code 3 (`facewatch.errors.EXIT_CONFIG`), so systemd does not restart in a loop."""
-    from facewatch.config import load_resolved
+    from facewatch.config import check_state_dir, load_resolved
     from facewatch.engines import catalog
     from facewatch.engines.store import ModelStore
     from facewatch.gallery.spec import load_gallery_spec
 
     config = load_resolved(config_path)
+    check_state_dir(config)
     try:
         load_gallery_spec(Path(config.gallery))
         store = ModelStore(Path(config.inference.models_dir)) if config.inference.models_dir \

@@ -321,11 +321,13 @@ class Supervisor:
         if self.config_path is None:
             self.control.put(ControlCommand.RELOAD_GALLERY)
             return
-        from facewatch.config import load_resolved
+        from facewatch.config import check_state_dir, load_resolved
 
         old = self.config
         try:
             new = load_resolved(self.config_path)
+            if new.state_dir != old.state_dir:
+                check_state_dir(new)  # else the outbox and snapshots would fail, not the reload
             if _zmq_bind(new) != _zmq_bind(old):
                 # The running publisher holds the old address; a new one in use would make
                 # the restarted publisher fail for ever (nothing would reach any output).
