@@ -2,12 +2,19 @@
 
 A failing disk (full, read-only, gone) must not stop recognition: a save that fails returns
 None, the event goes out without a snapshot, and the failure is logged once per interval.
+
+Retention deletes only what facewatch wrote: every snapshot carries a JPEG comment
+(`MARKER`) right after its start-of-image marker, and pruning reads the first bytes of each
+`<dir>/<camera>/*.jpg` for it.  `snapshots.dir` pointed at a folder of photos by mistake
+costs some disk, never a holiday photo.  (Snapshots from versions before the comment are
+left alone too: delete those by hand.)
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import struct
 import time
 from pathlib import Path
 
@@ -19,6 +26,26 @@ log = logging.getLogger(__name__)
 _WARN_EVERY_S = 60.0
 # Retention is enforced every this many saves (listing the directory is not free).
 _PRUNE_EVERY = 50
+# The JPEG comment (COM segment) that marks a file as a facewatch snapshot.
+MARKER = b"facewatch snapshot"
+_SOI, _COM = b"\xff\xd8", b"\xff\xfe"
+_HEAD = _SOI + _COM + struct.pack(">H", len(MARKER) + 2) + MARKER
+
+
+def marked(data: bytes) -> bytes:
+    """A JPEG (as cv2.imencode gives it) with facewatch's comment inserted after its SOI."""
+    if not data.startswith(_SOI):
+        raise OSError("JPEG encoding gave no start-of-image marker")
+    return _HEAD + data[len(_SOI):]
+
+
+def is_snapshot(path: Path) -> bool:
+    """Whether `path` is a JPEG that facewatch wrote (it starts with facewatch's comment)."""
+    try:
+        with path.open("rb") as f:
+            return f.read(len(_HEAD)) == _HEAD
+    except OSError:
+        return False
 
 
 class SnapshotStore:
@@ -29,6 +56,9 @@ class SnapshotStore:
         self.failures = 0
         self._saves = 0
         self._last_warning = -_WARN_EVERY_S
+        # path -> (mtime_ns, size) of files known to be facewatch's, so that pruning reads
+        # each file's first bytes once, not on every pass
+        self._ours: dict[Path, tuple[int, int]] = {}
 
     def save(self, camera: str, name: str, image: np.ndarray) -> str | None:
         """Write an RGB image as `<dir>/<camera>/<name>.jpg`, replacing an older view of the
@@ -47,7 +77,7 @@ class SnapshotStore:
             tmp = folder / f".{name}.tmp"
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "wb") as f:
-                f.write(data.tobytes())
+                f.write(marked(data.tobytes()))
             os.replace(tmp, path)
         except OSError as exc:
             self.failures += 1
@@ -63,11 +93,24 @@ class SnapshotStore:
         return str(path)
 
     def prune(self) -> int:
-        """Delete the oldest snapshots beyond `max_files`; returns how many were deleted."""
+        """Delete the oldest snapshots beyond `max_files`; returns how many were deleted.
+
+        Only facewatch's own files count and are deleted (see the module docstring)."""
         try:
-            files = [(p.stat().st_mtime, p) for p in self.directory.glob("*/*.jpg")]
+            candidates = list(self.directory.glob("*/*.jpg"))
         except OSError:
             return 0
+        files, ours = [], {}
+        for p in candidates:
+            try:
+                st = p.stat()
+            except OSError:
+                continue
+            key = (st.st_mtime_ns, st.st_size)
+            if self._ours.get(p) == key or is_snapshot(p):
+                ours[p] = key
+                files.append((st.st_mtime_ns, p))
+        self._ours = ours
         excess = len(files) - self.max_files
         if excess <= 0:
             return 0
@@ -77,6 +120,7 @@ class SnapshotStore:
             try:
                 p.unlink()
                 removed += 1
+                del self._ours[p]
             except OSError:
                 pass
         return removed
