@@ -21,6 +21,8 @@ import numpy as np
 
 PNET_STRIDE = 2
 PNET_CELL = 12
+# cv2.remap refuses maps and sources of 32,767 (SHRT_MAX) rows or columns or more.
+REMAP_LIMIT = 32767
 # Pixel normalisation every MTCNN stage expects: (x - 127.5) / 128.
 MEAN = 127.5
 SCALE = 0.0078125
@@ -277,8 +279,10 @@ def crop_boxes(pyramids: list[Pyramid], image_idx: np.ndarray, boxes: np.ndarray
     """Resample each box of each frame to size x size, normalised, as (K, 3, size, size).
 
     Each box is sampled from the coarsest pyramid level in which it is still at least `size`
-    pixels wide (the frame itself for boxes smaller than that), with all boxes of one level in a
-    single cv2.remap.  Outside the frame counts as black, as in the original MTCNN.
+    pixels wide (the frame itself for boxes smaller than that), with the boxes of one level in
+    as few cv2.remap calls as its limit allows (`_remap`): 1,365 boxes per call at 24 px, 682
+    at 48, so a crowd or a busy texture is cropped in several calls, with the same result.
+    Outside the frame counts as black, as in the original MTCNN.
     """
     k = boxes.shape[0]
     out = np.empty((k * size, size, 3), np.uint8)
@@ -298,11 +302,42 @@ def crop_boxes(pyramids: list[Pyramid], image_idx: np.ndarray, boxes: np.ndarray
             ys = (b[:, 1:2] + t[None, :] * (b[:, 3:4] - b[:, 1:2])) * fy - 0.5
             map_x = np.broadcast_to(xs[:, None, :], (sel.size, size, size)).reshape(-1, size)
             map_y = np.broadcast_to(ys[:, :, None], (sel.size, size, size)).reshape(-1, size)
-            crops = cv2.remap(pyr.images[li], np.ascontiguousarray(map_x),
-                              np.ascontiguousarray(map_y), cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+            crops = _remap(pyr.images[li], map_x, map_y, size)
             out.reshape(k, size, size, 3)[sel] = crops.reshape(sel.size, size, size, 3)
     x = out.reshape(k, size, size, 3).transpose(0, 3, 1, 2).astype(np.float32)
     x -= MEAN
     x *= SCALE
     return x
+
+
+def _remap(image: np.ndarray, map_x: np.ndarray, map_y: np.ndarray, size: int) -> np.ndarray:
+    """cv2.remap of `image` through maps of (boxes x size, size), in calls within its limits.
+
+    Maps are cut into runs of whole boxes below REMAP_LIMIT rows.  A source of REMAP_LIMIT
+    pixels or more a side (a panorama) is cut to the window the run's samples touch, halving
+    the run until the window fits; the samples and the black outside the image are the same."""
+    per_call = (REMAP_LIMIT - 1) // size
+    if map_x.shape[0] > per_call * size:
+        return np.concatenate([
+            _remap(image, map_x[s:s + per_call * size], map_y[s:s + per_call * size], size)
+            for s in range(0, map_x.shape[0], per_call * size)])
+    height, width = image.shape[:2]
+    if height < REMAP_LIMIT and width < REMAP_LIMIT:
+        return cv2.remap(image, np.ascontiguousarray(map_x), np.ascontiguousarray(map_y),
+                         cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    # bilinear sampling reads the pixel below and the one after each coordinate
+    left = min(max(int(np.floor(map_x.min())), 0), width)
+    right = min(max(int(np.floor(map_x.max())) + 2, 0), width)
+    top = min(max(int(np.floor(map_y.min())), 0), height)
+    bottom = min(max(int(np.floor(map_y.max())) + 2, 0), height)
+    boxes = map_x.shape[0] // size
+    if (right - left >= REMAP_LIMIT or bottom - top >= REMAP_LIMIT) and boxes > 1:
+        half = boxes // 2 * size
+        return np.concatenate([_remap(image, map_x[:half], map_y[:half], size),
+                               _remap(image, map_x[half:], map_y[half:], size)])
+    if right <= left or bottom <= top:  # wholly outside the image: black
+        return np.zeros((*map_x.shape, *image.shape[2:]), image.dtype)
+    window = image[top:bottom, left:right]
+    return cv2.remap(window, np.ascontiguousarray(map_x - np.float32(left)),
+                     np.ascontiguousarray(map_y - np.float32(top)), cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_CONSTANT, borderValue=0)
