@@ -1,4 +1,5 @@
-"""`facewatch eval lfw|identify`: accuracy on LFW with facewatch's own detection and alignment."""
+"""`facewatch eval lfw|identify`: accuracy on LFW with facewatch's own detection and alignment;
+`facewatch eval detector`: detector recall on photos with hand-drawn face boxes."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from facewatch.gallery.cache import AnalysisCache
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("eval", help="measure accuracy on LFW")
+    p = sub.add_parser("eval", help="measure accuracy on LFW, detector recall on annotated photos")
     esub = p.add_subparsers(dest="eval_command", metavar="BENCHMARK", required=True)
     v = esub.add_parser("lfw", parents=[common], help="LFW verification, standard 10-fold protocol")
     v.add_argument("--lfw", type=Path, required=True, metavar="DIR",
@@ -31,6 +32,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     _cache_options(i)
     add_recognition_options(i)
     i.set_defaults(handler=_identify)
+    d = esub.add_parser("detector", parents=[common],
+                        help="detector recall by face size on photos with hand-drawn face boxes")
+    d.add_argument("--photos", type=Path, required=True, metavar="DIR",
+                   help="photos and the dlib XML files that annotate them (e.g. dlib's "
+                        "examples/faces: training.xml, testing.xml)")
+    add_recognition_options(d, embedder=False)
+    d.set_defaults(handler=_detector)
 
 
 def _cache_options(p: argparse.ArgumentParser) -> None:
@@ -92,4 +100,23 @@ def _identify(args: argparse.Namespace) -> int:
         f"impostors accepted       {100 * r.false_accept_rate:.2f} %",
         f"fallbacks                {r.fallbacks}",
     ])
+    return 0
+
+
+def _detector(args: argparse.Namespace) -> int:
+    from facewatch.evaluation.detection import detector_recall
+
+    r = detector_recall(pipeline_from(args, with_embedder=False).detector, args.photos)
+
+    def percent(value: float | None) -> str:
+        return "-" if value is None else f"{100 * value:.1f} %"
+
+    doc = {"photos": r.photos, "faces": r.faces, "found": r.found, "recall": r.recall,
+           "detections": r.detections, "min_face": args.min_face,
+           "bands": [{"height_px": [b.low, None if b.high == float("inf") else b.high],
+                      "faces": b.faces, "found": b.found, "recall": b.recall} for b in r.bands]}
+    emit(args.json, doc, [
+        f"detector recall on {r.faces} hand-drawn faces in {r.photos} photos "
+        f"(min face {args.min_face:g} px): {percent(r.recall)}, {r.detections} detections",
+        *(f"  {b.label:>10}  {b.found:4d} of {b.faces:4d}  {percent(b.recall)}" for b in r.bands)])
     return 0
