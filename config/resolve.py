@@ -25,7 +25,7 @@ from facewatch.config.daemon import DaemonConfig
 from facewatch.config.mqtt import MQTT_PASSWORD_CREDENTIAL, MqttOutput, TlsFileError
 from facewatch.config.outputs import ZmqOutput
 from facewatch.errors import ConfigError
-from facewatch.streams.urls import SourceKind, without_credentials
+from facewatch.streams.urls import SourceKind, url_secrets
 from facewatch.yamlfile import Location, dotted, read_small_text
 
 MODELS_ENV = "FACEWATCH_MODELS"  # as facewatch.engines.store
@@ -52,7 +52,8 @@ def resolve(config: DaemonConfig, *, base_dir: Path | None = None,
         for c in config.cameras)
     for camera in cameras:
         if camera.kind in (SourceKind.RTSP, SourceKind.HTTP):
-            redact.remember(without_credentials(camera.url)[2])
+            for secret in url_secrets(camera.url):
+                redact.remember(secret)
 
     if config.state_dir is not None:
         state_dir = absolute(config.state_dir)

@@ -16,7 +16,10 @@ vouch for a C library's text, once more at the two places everything passes on i
 `redact()` replaces, anywhere in a text:
 - the password of `scheme://user:password@`, up to the last `@` before the path, because
   camera passwords often hold an unescaped `@` or `:` (too much rather than too little);
-- secret-looking query parameters (`?user=admin&pwd=...`), as `redact_url` does;
+- the whole user part of `scheme://user@` when it has no password: cameras and relays take
+  access tokens there (`rtsp://TOKEN@host/...`);
+- secret-looking parameters (`?user=admin&pwd=...`, `;password=...`, `/password=...`), as
+  `redact_url` does;
 - every secret `remember()`ed, as written and percent-encoded: `resolve()` remembers each
   password it reads (MQTT, camera URLs), so even a library that prints the bare password is
   caught.  Secrets shorter than `MIN_SECRET_LENGTH` are not remembered (replacing every "ab"
@@ -36,16 +39,15 @@ from collections.abc import Callable, Iterable
 from urllib.parse import quote
 
 from facewatch.printable import printable
+from facewatch.streams.urls import SECRET_PARAMETER
 
 MASK = "***"
 MIN_SECRET_LENGTH = 4
 
 # scheme://user:password@ — the password runs to the last `@` before whitespace or `/`.
 _USERINFO = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]*):(?P<password>[^\s/]*)@")
-# ?pwd=... or &token=...: the value of a parameter whose name suggests a secret.
-_QUERY_SECRET = re.compile(
-    r"(?P<head>[?&][^=&\s#/]*(?:pass|pwd|token|secret|key|auth|sig|credential)[^=&\s#/]*=)"
-    r"(?P<value>[^&\s#'\"]*)", re.IGNORECASE)
+# scheme://token@ — a user part without a password, to the last `@` before whitespace or `/`.
+_USER_ONLY = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://)[^\s/:?#]+@")
 
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
@@ -78,8 +80,9 @@ def redact(text: str) -> str:
     """`text` with credentials replaced by `***` (see the module docstring); idempotent."""
     if "://" in text:
         text = _USERINFO.sub(_mask_password, text)
+        text = _USER_ONLY.sub(lambda m: f"{m.group('head')}{MASK}@", text)
     if "=" in text:
-        text = _QUERY_SECRET.sub(lambda m: f"{m.group('head')}{MASK}", text)
+        text = SECRET_PARAMETER.sub(lambda m: f"{m.group('head')}{MASK}", text)
     pattern = _secret_pattern
     if pattern is not None:
         text = pattern.sub(MASK, text)

@@ -30,8 +30,12 @@ _RTSP_SCHEMES = ("rtsp", "rtsps", "rtspt")
 _HTTP_SCHEMES = ("http", "https")
 # V4L2 device nodes, including udev's stable names under /dev/v4l/by-id and by-path.
 _DEVICE = re.compile(r"^/dev/(video\d+|v4l/.+)$")
-# Query parameters that cameras commonly use for credentials (`?user=admin&pwd=secret`).
-_SECRET_QUERY_KEY = re.compile(r"(pass|pwd|token|secret|key|auth|sig|credential)", re.IGNORECASE)
+# Parameters that cameras commonly use for credentials: in the query (`?user=admin&pwd=x`),
+# separated by `;` (`realmonitor?channel=1;password=x`), or in the path itself
+# (`/user=admin;password=x;channel=1`).  The value runs to the next separator.
+SECRET_PARAMETER = re.compile(
+    r"(?P<head>[?&;/][^=&;\s#/?]*(?:pass|pwd|token|secret|key|auth|sig|credential)[^=&;\s#/?]*=)"
+    r"(?P<value>[^&;\s#'\"]*)", re.IGNORECASE)
 
 
 def classify_url(url: str) -> SourceKind:
@@ -69,7 +73,9 @@ def without_credentials(url: str) -> tuple[str, str | None, str | None]:
 
 
 def redact_url(url: str) -> str:
-    """`url` with any password replaced by `***`: `rtsp://user:***@host/path`.
+    """`url` with any password replaced by `***`: `rtsp://user:***@host/path`; a user part
+    without a password may be an access token and is hidden whole (`rtsp://***@host/path`),
+    as are secret-looking parameters (`pwd=***`, `;password=***`).
 
     Never raises, also on malformed input: it is used in error messages about bad URLs.
     The user info is taken up to the *last* `@` because camera passwords often contain an
@@ -83,23 +89,32 @@ def redact_url(url: str) -> str:
         userinfo = rest[:at]
         if ":" in userinfo:
             rest = userinfo.split(":", 1)[0] + ":***@" + rest[at + 1 :]
-    base, qmark, query = rest.partition("?")
-    if qmark:
-        query, hash_, fragment = query.partition("#")
-        query = "&".join(_redact_pair(pair) for pair in query.split("&")) + hash_ + fragment
-    return f"{scheme}://{base}{qmark}{query}"
+        elif userinfo and not any(ch in userinfo for ch in "/?#"):  # else: an @ after the host
+            rest = "***@" + rest[at + 1 :]
+    return f"{scheme}://{SECRET_PARAMETER.sub(_mask_value, rest)}"
+
+
+def url_secrets(url: str) -> list[str]:
+    """Every secret written in `url`, decoded: the password, or the whole user part when there
+    is no password (an access token), and the values of secret-looking parameters."""
+    _, user, password = without_credentials(url)
+    found = [password] if password else [user] if user else []
+    for match in SECRET_PARAMETER.finditer(url.partition("://")[2]):
+        value = match.group("value").split("#", 1)[0]
+        found.append(unquote(value))
+        found.append(value)
+    return [s for s in dict.fromkeys(found) if s]
 
 
 def scrub(text: str, url: str) -> str:
     """`text` (a decoder's message, a status reason) with `url` shown redacted and its password,
     decoded or percent-encoded, replaced by `***` wherever else it appears."""
     text = text.replace(url, redact_url(url))
-    _, _, password = without_credentials(url)
-    if password:
-        for form in sorted({password, quote(password, safe=""), url_password(url) or ""},
-                           key=len, reverse=True):
-            if form:
-                text = text.replace(form, "***")
+    forms = {form for secret in url_secrets(url) for form in (secret, quote(secret, safe=""))}
+    forms.add(url_password(url) or "")
+    for form in sorted(forms, key=len, reverse=True):
+        if form:
+            text = text.replace(form, "***")
     return text
 
 
@@ -111,9 +126,8 @@ def url_password(url: str) -> str | None:
         return None
 
 
-def _redact_pair(pair: str) -> str:
-    key, eq, _value = pair.partition("=")
-    return f"{key}=***" if eq and _SECRET_QUERY_KEY.search(key) else pair
+def _mask_value(match: re.Match[str]) -> str:
+    return f"{match.group('head')}***"
 
 
 def _check(url: str) -> SourceKind:

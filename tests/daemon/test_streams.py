@@ -179,7 +179,18 @@ def test_invalid_url_error_never_shows_the_password() -> None:
     ("rtsp://admin:hunter2@10.0.0.5:554/Streaming/101", "rtsp://admin:***@10.0.0.5:554/Streaming/101"),
     ("rtsp://admin:p@ss:w0rd@cam/stream", "rtsp://admin:***@cam/stream"),
     ("http://cam/video.cgi?user=admin&pwd=hunter2&res=hd", "http://cam/video.cgi?user=admin&pwd=***&res=hd"),
-    ("rtsp://viewer@cam/stream", "rtsp://viewer@cam/stream"),
+    # a user part without a password may be the secret itself (an access token): hidden
+    ("rtsp://viewer@cam/stream", "rtsp://***@cam/stream"),
+    ("rtsp://9f8e7d6c5b4a3f2e1d0c@relay.example.net/cam1", "rtsp://***@relay.example.net/cam1"),
+    ("rtsp://to@ken@cam/s", "rtsp://***@cam/s"),
+    ("rtsp://cam/live/a@b", "rtsp://cam/live/a@b"),  # an @ in the path is not user info
+    ("http://cam?notify=admin@example.org", "http://cam?notify=admin@example.org"),
+    # parameters separated by ; (Dahua-style paths and queries) and in the path itself
+    ("rtsp://cam:554/user=admin;password=hunter2;channel=1;stream=0.sdp",
+     "rtsp://cam:554/user=admin;password=***;channel=1;stream=0.sdp"),
+    ("rtsp://cam/cam/realmonitor?channel=1;subtype=0;password=hunter2",
+     "rtsp://cam/cam/realmonitor?channel=1;subtype=0;password=***"),
+    ("rtsp://cam/user=admin&password=hunter2&channel=1", "rtsp://cam/user=admin&password=***&channel=1"),
     ("rtsp://cam/stream", "rtsp://cam/stream"),
     ("/srv/clips/door.mp4", "/srv/clips/door.mp4"),
     ("not a url at all", "not a url at all"),

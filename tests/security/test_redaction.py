@@ -290,3 +290,45 @@ def test_the_daemon_never_shows_a_password(tmp_path: Path, models_dir: Path, sha
                         ("MQTT", mqtt_text)):
         for secret in (*SECRETS, "S3c@ret", "Pa55@"):
             assert secret not in text, f"{secret!r} in {where}"
+
+
+# -- access tokens as the user part, ;password= parameters (issue 8) ------------------------------
+
+TOKEN = "9f8e7d6c5b4a3f2e1d0c"
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    (f"cannot open rtsp://{TOKEN}@relay.example.net/cam1 (401)",
+     "cannot open rtsp://***@relay.example.net/cam1 (401)"),
+    (f"'rtsp://{TOKEN}@h/x' and 'rtsp://u:pw@h/y'", "'rtsp://***@h/x' and 'rtsp://u:***@h/y'"),
+    ("rtsp://cam:554/user=admin;password=hunter2;channel=1",
+     "rtsp://cam:554/user=admin;password=***;channel=1"),
+    ("Could not open resource for reading: rtsp://cam/x?ch=1;pwd=hunter2;subtype=0",
+     "Could not open resource for reading: rtsp://cam/x?ch=1;pwd=***;subtype=0"),
+    ("rtsp://cam/user=admin&password=hunter2&channel=1", "rtsp://cam/user=admin&password=***&channel=1"),
+    ("see https://example.org/docs/faq (mail admin@example.org)",
+     "see https://example.org/docs/faq (mail admin@example.org)"),
+    ("http://cam?notify=admin@example.org", "http://cam?notify=admin@example.org"),
+])
+def test_redact_tokens_and_semicolon_parameters(text: str, shown: str) -> None:
+    assert redact(text) == shown
+    assert redact(shown) == shown
+
+
+def test_resolve_remembers_tokens_and_parameter_passwords(tmp_path: Path) -> None:
+    text = textwrap.dedent(f"""\
+        cameras:
+          - {{name: relay, url: "rtsp://{TOKEN}@relay.example.net/cam1"}}
+          - {{name: dahua, url: "rtsp://cam:554/user=admin;password=Hunter2x;channel=1"}}
+        gallery: g.yaml
+        """)
+    resolve(parse_config(text, tmp_path / "config.yaml", environ={}), environ={})
+    assert redact(f"token {TOKEN}, password Hunter2x") == "token ***, password ***"
+
+
+def test_scrub_hides_a_token_and_a_parameter_password() -> None:
+    url = f"rtsp://{TOKEN}@cam/x"
+    assert scrub(f"401 for {url}; user {TOKEN}", url) == "401 for rtsp://***@cam/x; user ***"
+    url = "rtsp://cam/user=admin;password=Hunter2x;channel=1"
+    assert scrub(f"{url} refused; sent Hunter2x", url) == \
+        "rtsp://cam/user=admin;password=***;channel=1 refused; sent ***"
