@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
+from facewatch.config.api import ApiConfig
 from facewatch.config.base import ConfigPath, Section, located_error
 from facewatch.config.cameras import CameraConfig
 from facewatch.config.inference import InferenceConfig
@@ -23,7 +24,7 @@ Location = tuple[str | int, ...]
 
 # Sections that may be written empty (every key commented out) to mean "all defaults".
 _OPTIONAL_SECTIONS = ("outputs", "outbox", "inference", "tracking", "recognition", "snapshots",
-                      "metrics", "logging")
+                      "metrics", "logging", "api")
 
 
 class DaemonConfig(Section):
@@ -48,6 +49,8 @@ class DaemonConfig(Section):
     snapshots: SnapshotsConfig = Field(
         default_factory=SnapshotsConfig, description="Face snapshots saved with events.")
     metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="Prometheus metrics.")
+    api: ApiConfig = Field(default_factory=ApiConfig,
+                           description="The HTTP API and the review page.")
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Log level.")
 
     # Set by the loader: the file and the line of every value, for messages after validation.

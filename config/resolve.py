@@ -21,9 +21,10 @@ import platformdirs
 from pydantic import SecretStr
 
 from facewatch import redact
+from facewatch.config.api import API_TOKEN_CREDENTIAL, MIN_TOKEN_CHARS, ApiConfig
 from facewatch.config.daemon import DaemonConfig
 from facewatch.config.mqtt import MQTT_PASSWORD_CREDENTIAL, MqttOutput, TlsFileError
-from facewatch.config.outputs import ZmqOutput
+from facewatch.config.outputs import ZmqOutput, is_loopback_host
 from facewatch.errors import ConfigError
 from facewatch.streams.urls import SourceKind, url_secrets
 from facewatch.yamlfile import Location, dotted, read_small_text
@@ -85,9 +86,11 @@ def resolve(config: DaemonConfig, *, base_dir: Path | None = None,
     if outputs.zmq is not None and outputs.zmq.curve is not None:
         outputs = outputs.model_copy(update={"zmq": _resolve_curve(config, outputs.zmq, absolute)})
 
+    api = _resolve_api(config, absolute, env)
+
     resolved = config.model_copy(update={
         "cameras": cameras, "gallery": absolute(config.gallery), "state_dir": state_dir,
-        "snapshots": snapshots, "inference": inference, "outputs": outputs})
+        "snapshots": snapshots, "inference": inference, "outputs": outputs, "api": api})
     resolved._resolved = True
     return resolved
 
@@ -117,6 +120,34 @@ def _resolve_mqtt(config: DaemonConfig, mqtt: MqttOutput, absolute: Callable[[Pa
     if isinstance(password, SecretStr):
         redact.remember(password.get_secret_value())
     return mqtt.model_copy(update=update) if update else mqtt
+
+
+def _resolve_api(config: DaemonConfig, absolute: Callable[[Path], Path],
+                 env: Mapping[str, str]) -> ApiConfig:
+    api = config.api
+    token = None
+    update: dict[str, object] = {}
+    if api.token_file is not None:
+        update["token_file"] = path = absolute(api.token_file)
+        token = read_secret(path, config, ("api", "token_file"))
+    elif env.get("CREDENTIALS_DIRECTORY"):
+        path = Path(env["CREDENTIALS_DIRECTORY"]) / API_TOKEN_CREDENTIAL
+        if path.is_file():
+            token = read_secret(path, config, ("api", "token_file"))
+    if token is not None:
+        if len(token.get_secret_value().strip()) < MIN_TOKEN_CHARS:
+            loc = ("api", "token_file")
+            raise ConfigError(f"{config.where(loc)}: api.token_file: the token is shorter than "
+                              f"{MIN_TOKEN_CHARS} characters; make one with e.g. `openssl rand "
+                              f"-hex 24`")
+        redact.remember(token.get_secret_value())
+        update["token"] = token
+    elif api.enabled and not is_loopback_host(api.bind):
+        loc = ("api", "bind")
+        raise ConfigError(" ".join(f"{config.where(loc)}: api.bind: {api.bind} would serve faces "
+                                   f"and gallery edits to the network without a token: set "
+                                   f"api.token_file (or bind 127.0.0.1)".split()))
+    return api.model_copy(update=update) if update else api
 
 
 def _resolve_curve(config: DaemonConfig, zmq: ZmqOutput, absolute: Callable[[Path], Path]) -> ZmqOutput:

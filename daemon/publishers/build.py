@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from facewatch.config import DaemonConfig
 from facewatch.publishers.base import AckHook, Publisher
 
 
-def build_publishers(config: DaemonConfig, *, on_ack: AckHook | None = None) -> list[Publisher]:
-    """Unstarted publishers for `config.outputs`, in the order zmq, mqtt, jsonl.
+def build_publishers(config: DaemonConfig, *, on_ack: AckHook | None = None,
+                     api_feed: Any = None, runtime_dir: Path | None = None) -> list[Publisher]:
+    """Unstarted publishers for `config.outputs`, in the order zmq, mqtt, jsonl, then the feed
+    of the daemon's own API process when `api_feed` (its channel) is given.
 
     `config` must be resolved (`facewatch.config.resolve`): the MQTT password read and paths
     absolute.  `on_ack` is called with an event id when the MQTT broker has acknowledged it.
@@ -29,4 +34,8 @@ def build_publishers(config: DaemonConfig, *, on_ack: AckHook | None = None) -> 
         from facewatch.publishers.jsonl import JsonlPublisher
 
         publishers.append(JsonlPublisher(outputs.jsonl.path))
+    if api_feed is not None:
+        from facewatch.publishers.api_feed import CAMERAS_FILE, ApiFeed
+
+        publishers.append(ApiFeed(api_feed, runtime_dir / CAMERAS_FILE if runtime_dir else None))
     return publishers

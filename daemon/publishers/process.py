@@ -60,7 +60,8 @@ def outbox_path(config: DaemonConfig) -> Path:
 
 class PublisherLoop:
     def __init__(self, config: DaemonConfig, events: Inbox[Event], metrics: Metrics,
-                 monotonic: Any = time.monotonic) -> None:
+                 monotonic: Any = time.monotonic, api_feed: Any = None,
+                 runtime_dir: Path | None = None) -> None:
         self.events = events
         self.metrics = metrics
         self._monotonic = monotonic
@@ -70,7 +71,8 @@ class PublisherLoop:
                                  max_age_s=config.outbox.max_age_s)
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"{path}: cannot open the outbox ({exc}); check state_dir") from None
-        publishers = build_publishers(config, on_ack=self.outbox.ack)
+        publishers = build_publishers(config, on_ack=self.outbox.ack, api_feed=api_feed,
+                                      runtime_dir=runtime_dir)
         # A transport that acknowledges (MQTT) is fed from the outbox; the others get each
         # event once, as soon as it is stored.
         self.fanout = Fanout([p for p in publishers if not acknowledges(p)])
@@ -160,10 +162,12 @@ class PublisherLoop:
             self.metrics.outbox_dropped.inc(dropped)
 
 
-def run_publisher(ctx: ChildContext, config: DaemonConfig, events: Inbox[Event]) -> None:
+def run_publisher(ctx: ChildContext, config: DaemonConfig, events: Inbox[Event],
+                  api_feed: Any = None, runtime_dir: Path | None = None) -> None:
     loop: PublisherLoop | None = None
     try:
-        loop = PublisherLoop(config, events, Metrics())
+        loop = PublisherLoop(config, events, Metrics(), api_feed=api_feed,
+                             runtime_dir=runtime_dir)
         loop.start()
     except FacewatchError as exc:
         # A bind address in use, unreadable certificates, an unwritable state_dir: restarting

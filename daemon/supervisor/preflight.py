@@ -33,6 +33,7 @@ def preflight(config_path: Path) -> DaemonConfig:
     except FacewatchError as exc:
         raise ConfigError(str(exc)) from None
     check_zmq_bind(config)
+    check_api_bind(config)
     return config
 
 
@@ -59,3 +60,21 @@ def check_zmq_bind(config: DaemonConfig) -> None:
     finally:
         socket.close(0)
         context.term()
+
+
+def check_api_bind(config: DaemonConfig) -> None:
+    """The API's address in use is a config error now, like the ZeroMQ one."""
+    import socket
+
+    api = config.api
+    if not api.enabled:
+        return
+    family = socket.AF_INET6 if ":" in api.bind else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((api.bind, api.port))
+        except OSError as exc:
+            where = config.where(("api", "port"))
+            raise ConfigError(f"{where}: api: {api.bind}:{api.port}: cannot listen "
+                              f"({exc.strerror or exc}); set api.port, or api.enabled: false") from None

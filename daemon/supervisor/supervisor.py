@@ -22,6 +22,7 @@ outright leaves them in /dev/shm), and leaves other instances' alone.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import logging.handlers
 import os
@@ -138,6 +139,11 @@ class Supervisor:
         self.frames: Channel[FrameRef] = Channel("frames", FrameRefCodec(), FRAMES_CHANNEL_BYTES)
         self.events: Channel[Event] = Channel("events", EventCodec(), EVENTS_CHANNEL_BYTES)
         self.control: Channel[ControlCommand] = Channel("control", ControlCodec())
+        # Every published event again, for the api process (made only when it runs).
+        self.api_events: Channel[Event] | None = None
+        self._status_path: Path | None = None
+        self._runtime_dir: Path | None = None
+        self._status_at = 0.0
         self._metrics_dir: Path | None = None
         self.exit_code = 0
         self._rings_made = 0
@@ -160,6 +166,8 @@ class Supervisor:
         remove_stale_metrics_dirs(runtime, os.getpid())
         self._metrics_dir = runtime / f"metrics-{os.getpid()}"
         prepare_multiprocess_dir(self._metrics_dir)
+        self._status_path = runtime / "status.json"
+        self._runtime_dir = runtime
         self.metrics = Metrics()
         m = self.config.metrics
         if m.enabled:
@@ -180,6 +188,9 @@ class Supervisor:
                      "cleanly", len(stale), SHM_DIR)
         for camera in self.config.enabled_cameras:
             self._make_ring(camera)
+        if self.config.api.enabled:
+            self.api_events = Channel("api-events", EventCodec(), EVENTS_CHANNEL_BYTES)
+            self._add_api()
         self._add_publisher()
         self._add_inference()
         for camera in self.config.enabled_cameras:
@@ -203,7 +214,15 @@ class Supervisor:
 
     def _add_publisher(self) -> Child:
         return self._child("publisher", publisher_process.KIND, publisher_process.run_publisher,
-                           (self.config, self.events))
+                           (self.config, self.events, self.api_events, self._runtime_dir))
+
+    def _add_api(self) -> Child:
+        from facewatch.api import process as api_process
+
+        assert self._status_path is not None
+        channels = api_process.ApiChannels(self.api_events, self.control, self._status_path)
+        # its camera states start from what the publisher wrote beside status.json
+        return self._child("api", api_process.KIND, api_process.run_api, (self.config, channels))
 
     def _add_inference(self) -> Child:
         channels = InferenceChannels({c: r.name for c, r in self.rings.items()}, self.frames,
@@ -242,6 +261,7 @@ class Supervisor:
                     self._reload()
                 self._check_children()
                 self._notify()
+                self._write_status()
                 time.sleep(0.2)
         finally:
             self._shutdown()
@@ -308,6 +328,27 @@ class Supervisor:
             self.notifier.watchdog()
             self.notifier.status(self._status_line())
 
+    def _write_status(self) -> None:
+        """`<runtime>/status.json`: the children as the supervisor sees them, for the API's
+        health and anyone else who asks (every 2 s; written whole, then renamed)."""
+        now = time.monotonic()
+        if self._status_path is None or now - self._status_at < 2.0:
+            return
+        self._status_at = now
+        children = [{"role": c.role, "kind": c.kind.name, "alive": c.alive() or c.finished,
+                     "ready": c.ctx.ready_event.is_set(), "finished": c.finished,
+                     "restarts": len([t for t in c.restarts if now - t < _RESTART_WINDOW_S]),
+                     "pid": c.process.pid if c.process is not None else None}
+                    for c in self.children.values()]
+        data = {"pid": os.getpid(), "ready": self._ready_sent, "written": time.time(),
+                "children": children}
+        tmp = self._status_path.with_suffix(".tmp")
+        try:
+            tmp.write_text(json.dumps(data))
+            tmp.replace(self._status_path)
+        except OSError as exc:
+            log.debug("cannot write %s: %s", self._status_path, exc)
+
     def _status_line(self) -> str:
         sources = [c for c in self.children.values() if c.kind is source_process.KIND]
         up = sum(1 for c in sources if c.alive() or c.finished)
@@ -361,6 +402,9 @@ class Supervisor:
                 or old.state_dir != new.state_dir or old.camera_names != new.camera_names):
             self.children["publisher"].stop(timeout=3.0)
             self._add_publisher().start()
+        if old.api != new.api and "api" in self.children and self.api_events is not None:
+            self.children["api"].stop(timeout=2.0)
+            self._add_api().start()
         if self.metrics:
             self.metrics.config_reloads.labels("ok").inc()
         log.info("reloaded %s", self.config_path)
@@ -380,11 +424,14 @@ class Supervisor:
             self._metrics_server.shutdown()
         if self._log_listener is not None:
             self._log_listener.stop()
-        for channel in (self.frames, self.events, self.control, self._log_channel):
+        for channel in (self.frames, self.events, self.control, self.api_events,
+                        self._log_channel):
             if channel is not None:
                 channel.close()
         if self._metrics_dir is not None:
             shutil.rmtree(self._metrics_dir, ignore_errors=True)
+        if self._status_path is not None:
+            self._status_path.unlink(missing_ok=True)
         self.notifier.close()
         log.info("stopped")
 

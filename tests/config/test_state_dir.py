@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from facewatch.config import load_resolved
-from facewatch.config.resolve import check_state_dir
-from facewatch.config.resolve import unusable_folder
+from facewatch.config.resolve import check_state_dir, unusable_folder
 from facewatch.errors import ConfigError
 from tests.support.daemon import run_once, write_yaml
 

@@ -37,7 +37,7 @@ import zmq
 from paho.mqtt.enums import CallbackAPIVersion
 
 from facewatch.events import CameraStatus, Event, FaceRecognized, from_json
-from tests.support.mosquitto import Mosquitto
+from tests.support.mosquitto import Mosquitto, free_port
 
 _REPO = Path(__file__).resolve().parents[2]
 
@@ -65,7 +65,10 @@ def wait_until(condition: Callable[[], bool], timeout_s: float, what: str,
 
 def write_yaml(path: Path, data: dict[str, Any], header: str = "") -> Path:
     """`data` as YAML, after `header` (comments), replacing the file in one rename so that a
-    polling reader never sees it half written."""
+    polling reader never sees it half written.  A daemon config gets an API port of its own
+    (see `own_api_port`), kept in `data` so that rewriting it keeps the same port."""
+    if "cameras" in data and "api" not in data:
+        data["api"] = {"port": free_port()}
     text = header + yaml.safe_dump(data, sort_keys=False)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
@@ -98,6 +101,7 @@ class DaemonProcess:
     def start(self) -> None:
         if self._process is not None:
             raise RuntimeError("the daemon is already started")
+        own_api_port(self.config)
         env = {**os.environ, "FACEWATCH_MODELS": str(self.models_dir), "PYTHONUNBUFFERED": "1"}
         # systemd's variables would change where the daemon writes and whom it notifies
         for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "STATE_DIRECTORY",
@@ -215,9 +219,22 @@ class DaemonProcess:
         self.stop()
 
 
+def own_api_port(config: Path) -> None:
+    """Tests run several daemons at once: each config without an `api:` section gets a free
+    port for its API (appended, so the lines of everything else stay where they were)."""
+    try:
+        data = yaml.safe_load(config.read_text())
+    except (OSError, yaml.YAMLError):
+        return  # a broken config is what the test is about
+    if isinstance(data, dict) and "cameras" in data and "api" not in data:
+        with config.open("a") as f:
+            f.write(f"\napi: {{port: {free_port()}}}\n")
+
+
 def run_once(config: Path, models_dir: Path, timeout_s: float = 60.0
              ) -> subprocess.CompletedProcess[str]:
     """`facewatch run` to completion, for configs that must make it exit by itself."""
+    own_api_port(config)
     env = {**os.environ, "FACEWATCH_MODELS": str(models_dir)}
     env.pop("NOTIFY_SOCKET", None)
     return subprocess.run([sys.executable, "-m", "facewatch", "run", "--config", str(config)],
