@@ -11,6 +11,7 @@ from facewatch.config.api import ApiConfig
 from facewatch.config.base import ConfigPath, Section, located_error
 from facewatch.config.cameras import CameraConfig
 from facewatch.config.inference import InferenceConfig
+from facewatch.config.library import LibraryConfig
 from facewatch.config.log import LoggingConfig
 from facewatch.config.metrics import MetricsConfig
 from facewatch.config.outbox import OutboxConfig
@@ -24,7 +25,7 @@ Location = tuple[str | int, ...]
 
 # Sections that may be written empty (every key commented out) to mean "all defaults".
 _OPTIONAL_SECTIONS = ("outputs", "outbox", "inference", "tracking", "recognition", "snapshots",
-                      "metrics", "logging", "api")
+                      "metrics", "logging", "api", "library")
 
 
 class DaemonConfig(Section):
@@ -51,6 +52,8 @@ class DaemonConfig(Section):
     metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="Prometheus metrics.")
     api: ApiConfig = Field(default_factory=ApiConfig,
                            description="The HTTP API and the review page.")
+    library: LibraryConfig = Field(
+        default_factory=LibraryConfig, description="The face library (history of faces seen).")
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Log level.")
 
     # Set by the loader: the file and the line of every value, for messages after validation.

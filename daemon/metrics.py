@@ -82,6 +82,16 @@ class Metrics:
         self.config_reloads = Counter(
             "facewatch_config_reloads_total", "Config reloads on SIGHUP, by result (ok, error)",
             ["result"], registry=r)
+        self.library_stored = Counter(
+            "facewatch_library_faces_stored_total", "Track records stored in the face library",
+            registry=r)
+        self.library_dropped = Counter(
+            "facewatch_library_records_dropped_total", "Track records the face library could "
+            "not store, by reason (storage, invalid, duplicate, unavailable, error)", ["reason"],
+            registry=r)
+        self.library_deleted = Counter(
+            "facewatch_library_faces_deleted_total", "Faces deleted by the library's retention "
+            "(library.max_age_days, library.max_faces)", ["reason"], registry=r)
         self.restarts = Counter(
             "facewatch_process_restarts_total", "Child processes restarted, per role", ["role"],
             registry=r)

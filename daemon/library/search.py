@@ -1,0 +1,81 @@
+"""Search by face: "when was this face here before?", for enrolled and unknown faces alike.
+
+The query is one vector: from an image (through the same detection, alignment and embedder as
+the cameras), from an aligned crop, or a stored face's own.  Candidates come from the store's
+index (one vector per track); each is then scored by the best of its track vector and its K
+kept views, so a face seen from another angle still ranks by its closest view.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from facewatch.errors import NoFaceError
+from facewatch.library.store import Face, FaceQuery, LibraryStore
+from facewatch.pipeline import FacePipeline
+
+Order = Literal["similarity", "newest"]
+# An image's face must be at least this confident to be searched for.
+QUERY_MIN_SCORE = 0.9
+# Candidates fetched from the index per result asked for (re-ranking and filters drop some).
+_OVERFETCH = 5
+_MIN_CANDIDATES = 100
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    face: Face
+    similarity: float
+
+
+def vector_from_image(pipeline: FacePipeline, image: np.ndarray, where: str = "image") -> np.ndarray:
+    """The embedding of the largest confident face of an RGB image; NoFaceError if none."""
+    faces = pipeline.analyze([image])[0]
+    confident = np.nonzero(faces.detections.scores >= QUERY_MIN_SCORE)[0]
+    if confident.size == 0 or faces.embeddings is None:
+        raise NoFaceError(f"{where}: no face found to search for")
+    boxes = faces.detections.boxes[confident]
+    largest = confident[int(np.argmax((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])))]
+    vector: np.ndarray = faces.embeddings[largest]
+    return vector
+
+
+def vector_from_crop(pipeline: FacePipeline, crop: np.ndarray, where: str = "crop") -> np.ndarray:
+    """An aligned 112x112 crop (as the library stores them) is embedded as it is; anything
+    else goes through detection like an image."""
+    if crop.shape[:2] == (112, 112) and pipeline.embedder is not None:
+        vector: np.ndarray = pipeline.embedder.embed(crop[None])[0]
+        return vector
+    return vector_from_image(pipeline, crop, where)
+
+
+def search(store: LibraryStore, vector: np.ndarray, embedder: str, *, limit: int = 20,
+           order: Order = "similarity", min_similarity: float = 0.0,
+           camera: str | None = None, since: float | None = None, until: float | None = None,
+           exclude: tuple[int, ...] = ()) -> list[SearchHit]:
+    """Past faces like `vector` (of `embedder`'s space), at least `min_similarity` similar,
+    filtered by camera and time; the most similar first, or the newest first."""
+    q = np.asarray(vector, np.float32).reshape(-1)
+    q = q / max(float(np.linalg.norm(q)), 1e-12)
+    filtered = camera is not None or since is not None or until is not None
+    allowed = store.face_ids(FaceQuery(camera=camera, since=since, until=until)) if filtered else None
+    if allowed is not None and not allowed:
+        return []
+    want = max(limit * _OVERFETCH, _MIN_CANDIDATES) + len(exclude)
+    candidates = store.nearest(q[None], embedder, want, allowed)[0]
+    hits: list[SearchHit] = []
+    for face_id, sim in candidates:
+        if face_id in exclude:
+            continue
+        views, _q = store.views(face_id)
+        best = max(sim, float(np.max(views @ q))) if views.size else sim
+        if best >= min_similarity:
+            hits.append(SearchHit(store.get(face_id), best))
+    if order == "newest":
+        hits.sort(key=lambda h: (-h.face.last_ts, -h.similarity))
+    else:
+        hits.sort(key=lambda h: (-h.similarity, -h.face.last_ts))
+    return hits[:limit]
