@@ -1,5 +1,6 @@
 """`facewatch eval lfw|identify`: accuracy on LFW with facewatch's own detection and alignment;
-`facewatch eval detector`: detector recall on photos with hand-drawn face boxes."""
+`facewatch eval detector`: detector recall on photos with hand-drawn face boxes;
+`facewatch eval clusters`: grouping of unknown faces on LFW."""
 
 from __future__ import annotations
 
@@ -39,6 +40,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
                         "examples/faces: training.xml, testing.xml)")
     add_recognition_options(d, embedder=False)
     d.set_defaults(handler=_detector)
+    c = esub.add_parser("clusters", parents=[common],
+                        help="grouping of unknown faces on LFW (purity, photos per person kept together)")
+    c.add_argument("--lfw", type=Path, required=True, metavar="DIR")
+    c.add_argument("--min-photos", type=int, default=10, metavar="N",
+                   help="people with at least this many photos (default: 10)")
+    c.add_argument("--people", type=int, metavar="N", help="a random N of those people (default: all)")
+    c.add_argument("--seed", type=int, default=0, help="order of the photos and choice of people")
+    c.add_argument("--join", type=float, metavar="SIM",
+                   help="similarity to join a group online (default: the library's, for the embedder)")
+    c.add_argument("--regroup", type=float, metavar="SIM",
+                   help="average similarity to merge groups when regrouping (default: the library's)")
+    _cache_options(c)
+    add_recognition_options(c)
+    c.set_defaults(handler=_clusters)
 
 
 def _cache_options(p: argparse.ArgumentParser) -> None:
@@ -119,4 +134,45 @@ def _detector(args: argparse.Namespace) -> int:
         f"detector recall on {r.faces} hand-drawn faces in {r.photos} photos "
         f"(min face {args.min_face:g} px): {percent(r.recall)}, {r.detections} detections",
         *(f"  {b.label:>10}  {b.found:4d} of {b.faces:4d}  {percent(b.recall)}" for b in r.bands)])
+    return 0
+
+
+def _clusters(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from facewatch.errors import BadInputError
+    from facewatch.evaluation.clusters import run_cluster_evaluation
+    from facewatch.library.clusters import settings_for
+
+    if args.min_photos < 2:
+        raise BadInputError("--min-photos must be at least 2")
+    pipeline = pipeline_from(args)
+    assert pipeline.embedder is not None
+    settings = settings_for(None, pipeline.embedder.manifest.threshold)
+    if args.join is not None:
+        settings = replace(settings, join=args.join)
+    if args.regroup is not None:
+        settings = replace(settings, regroup=args.regroup)
+    cache = _open_cache(args)
+    try:
+        r = run_cluster_evaluation(args.lfw, pipeline, cache, settings, args.min_photos,
+                                   args.people, args.seed)
+    finally:
+        if cache:
+            cache.close()
+
+    def line(label: str, s: object, seconds: float) -> str:
+        from facewatch.library.clusters import ClusterScore
+
+        assert isinstance(s, ClusterScore)
+        return (f"{label:9s} purity {s.purity:.3f}  in largest group {100 * s.completeness:.1f} % "
+                f"(worst person {100 * s.worst_person:.0f} %, {s.people_below_90} below 90 %)  "
+                f"{s.groups} groups ({s.singletons} single)  {1000 * seconds:.0f} ms")
+
+    emit(args.json, asdict(r), [
+        f"LFW people with >= {args.min_photos} photos: {r.people} people, {r.photos} photos "
+        f"({args.embedder}; join {r.settings.join:.3f}, regroup {r.settings.regroup:.3f})",
+        line("online", r.online, r.online_seconds),
+        line("regroup", r.regrouped, r.regroup_seconds),
+    ])
     return 0

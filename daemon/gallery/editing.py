@@ -6,10 +6,12 @@ swapped in if enrolment succeeds, so a bad photo never leaves a broken gallery b
 
 from __future__ import annotations
 
+import fcntl
 import io
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +35,33 @@ def _yaml() -> YAML:
 Change = Callable[[dict[str, Any], str], "str | None"]
 
 
+@contextmanager
+def gallery_lock(path: Path) -> Iterator[None]:
+    """Exclusive across processes (the CLI, the daemon's API) for one read-modify-write of the
+    gallery: two edits at once both land, one after the other, instead of one overwriting the
+    other.  The lock file sits beside the gallery, which edits must be able to write anyway."""
+    lock = path.parent / f".{path.name}.lock"
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o600)
+    except OSError as exc:
+        raise GalleryError(f"{path}: cannot lock it for editing ({exc.strerror})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def edit_gallery(path: Path, change: Change, commit_if: Callable[[Path], None]) -> None:
     """Apply `change` to the YAML; `commit_if(tmp)` must succeed (e.g. enrol) before the swap."""
     if path.is_dir():
         raise GalleryError(f"{path}: a folder-per-person gallery is edited by adding or removing "
                            f"folders; `gallery add|remove` edit YAML galleries")
+    with gallery_lock(path):
+        _edit(path, change, commit_if)
+
+
+def _edit(path: Path, change: Change, commit_if: Callable[[Path], None]) -> None:
     y = _yaml()
     try:
         text = read_small_text(path, MAX_YAML_BYTES, "a YAML file") if path.exists() else ""

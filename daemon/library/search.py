@@ -53,7 +53,7 @@ def vector_from_crop(pipeline: FacePipeline, crop: np.ndarray, where: str = "cro
 
 
 def search(store: LibraryStore, vector: np.ndarray, embedder: str, *, limit: int = 20,
-           order: Order = "similarity", min_similarity: float = 0.0,
+           order: Order = "similarity", min_similarity: float = -1.0,
            camera: str | None = None, since: float | None = None, until: float | None = None,
            exclude: tuple[int, ...] = ()) -> list[SearchHit]:
     """Past faces like `vector` (of `embedder`'s space), at least `min_similarity` similar,

@@ -4,6 +4,7 @@ embeddings and qualities, the embedder's real sha256)."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,8 @@ from facewatch.pipeline import AnalyzedFaces, FacePipeline
 PEOPLE = ["Ariel_Sharon", "Colin_Powell", "Gerhard_Schroeder", "Jacques_Chirac",
           "Jean_Chretien", "John_Ashcroft", "Junichiro_Koizumi", "Serena_Williams"]
 PHOTOS_PER_PERSON = 6
-T0 = 1_750_000_000.0
+# yesterday: within the default retention of 30 days
+T0 = float(int(time.time()) - 86_400)
 
 
 @dataclass(frozen=True)
