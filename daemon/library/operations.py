@@ -60,7 +60,7 @@ class EditResult:
 
 
 def check_person_id(person_id: str) -> str:
-    if not isinstance(person_id, str) or not re.match(ID_PATTERN, person_id):
+    if not isinstance(person_id, str) or not re.fullmatch(ID_PATTERN, person_id):
         raise BadInputError(f"person id {person_id!r}: letters, digits and _ . @ - only, "
                             f"starting with a letter or digit, at most 128 characters")
     return person_id
