@@ -18,8 +18,8 @@ from facewatch.errors import EXIT_BAD_INPUT, EXIT_FAILURE, FacewatchError
 from facewatch.printable import printable
 from facewatch.redact import install_filter, redact, route_stderr
 
-_COMMAND_MODULES = ("models", "oneshot", "gallery", "evaluate", "bench", "doctor", "config_check",
-                    "tail", "zmq_keys", "run", "calibrate", "tensorrt")
+_COMMAND_MODULES = ("models", "oneshot", "gallery", "faces", "clusters", "evaluate", "bench",
+                    "doctor", "config_check", "tail", "zmq_keys", "run", "calibrate", "tensorrt")
 
 
 def build_parser() -> argparse.ArgumentParser:
