@@ -1,4 +1,4 @@
-"""`facewatch bench detect|embed|pipeline|soak`: speed figures on real frames, and a soak run."""
+"""`facewatch bench detect|embed|pipeline|library|soak`: speed figures on real frames, and a soak run."""
 
 from __future__ import annotations
 
@@ -37,6 +37,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
         pass
     else:
         register_pipeline(bsub, common)
+    from facewatch.bench.library import register as register_library
+
+    register_library(bsub, common)
     try:
         from facewatch.bench.soak import register as register_soak
     except ImportError:

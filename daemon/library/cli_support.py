@@ -63,7 +63,7 @@ def locate(args: argparse.Namespace) -> Location:
         state = platformdirs.user_state_path("facewatch")
     gallery = getattr(args, "gallery", None)
     gallery_state = None
-    if gallery is None and config is not None:
+    if gallery is None and config is not None and config.state_dir is not None:
         gallery = Path(config.gallery)
         gallery_state = Path(config.state_dir) / "gallery"  # the daemon's cache: see inference
     if gallery is not None and gallery_state is None:

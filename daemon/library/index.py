@@ -43,6 +43,12 @@ class SearchIndex:
         self._hnsw.set_ef(HNSW_EF_SEARCH)
         self._live: set[int] = set()
         self.dirty = False
+        self.max_id = 0
+        # The vectors as a matrix, for exact search among a few candidates (a camera's last
+        # hour); loaded on first use from `loader` (the database), then kept in step.
+        self.loader: Callable[[Sequence[int]], np.ndarray] | None = None
+        self._matrix: np.ndarray | None = None
+        self._rows: dict[int, int] = {}
 
     def __len__(self) -> int:
         return len(self._live)
@@ -60,13 +66,46 @@ class SearchIndex:
             self._hnsw.resize_index(max(int(need * _GROW), _MIN_CAPACITY))
         self._hnsw.add_items(vectors, np.asarray(ids, np.int64))
         self._live.update(ids)
+        self.max_id = max(self.max_id, max(ids))
         self.dirty = True
+        if self._matrix is not None:
+            self._append_rows(ids, vectors)
+
+    def _append_rows(self, ids: list[int], vectors: np.ndarray) -> None:
+        assert self._matrix is not None
+        used = len(self._rows) and max(self._rows.values()) + 1
+        if used + len(ids) > self._matrix.shape[0]:
+            grown = np.zeros((int((used + len(ids)) * _GROW) + 16, self.dim), np.float32)
+            grown[:used] = self._matrix[:used]
+            self._matrix = grown
+        norms = np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        self._matrix[used:used + len(ids)] = vectors / norms
+        self._rows.update((fid, used + n) for n, fid in enumerate(ids))
+
+    def exact(self, queries: np.ndarray, ids: Sequence[int], k: int) -> list[list[tuple[int, float]]]:
+        """As `search`, by one matrix product over the faces `ids` only."""
+        q = np.ascontiguousarray(queries, np.float32).reshape(-1, self.dim)
+        if self._matrix is None:
+            live = sorted(self._live)
+            self._matrix = np.zeros((0, self.dim), np.float32)
+            self._rows = {}
+            assert self.loader is not None, "exact search needs a loader of stored vectors"
+            for start in range(0, len(live), 10_000):
+                chunk = live[start:start + 10_000]
+                self._append_rows(chunk, self.loader(chunk))
+        present = [int(i) for i in ids if int(i) in self._rows]
+        if not present:
+            return [[] for _ in range(q.shape[0])]
+        sims = q @ self._matrix[[self._rows[i] for i in present]].T
+        order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+        return [[(present[j], float(sims[n, j])) for j in row] for n, row in enumerate(order)]
 
     def remove(self, ids: Iterable[int]) -> None:
         for face_id in ids:
             if face_id in self._live:
                 self._hnsw.mark_deleted(int(face_id))
                 self._live.discard(face_id)
+                self._rows.pop(face_id, None)
                 self.dirty = True
 
     def search(self, queries: np.ndarray, k: int,
@@ -131,6 +170,7 @@ class SearchIndex:
             except RuntimeError:
                 pass  # deleted before it was saved
         index._live = present & wanted
+        index.max_id = max(index._live, default=0)
         missing = sorted(wanted - index._live)
         index._insert(missing, vectors)
         index.dirty = bool(missing or newly_deleted)
@@ -156,7 +196,8 @@ class SearchIndex:
                 log.warning("%s: does not match its checksum (torn or corrupt); rebuilding it", path)
                 return None
             index = cls.__new__(cls)
-            index.embedder, index.dim, index.dirty = embedder, dim, False
+            index.embedder, index.dim, index.dirty, index.max_id = embedder, dim, False, 0
+            index.loader, index._matrix, index._rows = None, None, {}
             index._hnsw = hnswlib.Index(space="cosine", dim=dim)
             index._hnsw.load_index(str(path), max_elements=max(int(count * _GROW), _MIN_CAPACITY),
                                    allow_replace_deleted=False)

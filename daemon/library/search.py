@@ -23,6 +23,9 @@ QUERY_MIN_SCORE = 0.9
 # Candidates fetched from the index per result asked for (re-ranking and filters drop some).
 _OVERFETCH = 5
 _MIN_CANDIDATES = 100
+# A track's best view may be this much more similar to the query than its mean: candidates
+# further below the floor are not re-ranked.
+RERANK_MARGIN = 0.2
 
 
 @dataclass(frozen=True)
@@ -65,15 +68,17 @@ def search(store: LibraryStore, vector: np.ndarray, embedder: str, *, limit: int
     if allowed is not None and not allowed:
         return []
     want = max(limit * _OVERFETCH, _MIN_CANDIDATES) + len(exclude)
-    candidates = store.nearest(q[None], embedder, want, allowed)[0]
+    candidates = [(f, s) for f, s in store.nearest(q[None], embedder, want, allowed)[0]
+                  if f not in exclude and s >= min_similarity - RERANK_MARGIN]
+    rows = store.get_many([f for f, _ in candidates])
     hits: list[SearchHit] = []
     for face_id, sim in candidates:
-        if face_id in exclude:
-            continue
-        views, _q = store.views(face_id)
+        if face_id not in rows:
+            continue  # deleted (by retention) since the index was read
+        face, views = rows[face_id]
         best = max(sim, float(np.max(views @ q))) if views.size else sim
         if best >= min_similarity:
-            hits.append(SearchHit(store.get(face_id), best))
+            hits.append(SearchHit(face, best))
     if order == "newest":
         hits.sort(key=lambda h: (-h.face.last_ts, -h.similarity))
     else:

@@ -253,7 +253,8 @@ class SqliteLibrary:
 
     @staticmethod
     def _where(query: FaceQuery) -> tuple[str, list[Any]]:
-        clauses, params = [], []
+        clauses: list[str] = []
+        params: list[Any] = []
         if query.camera is not None:
             clauses.append("camera = ?")
             params.append(query.camera)
@@ -329,6 +330,7 @@ class SqliteLibrary:
                 "SELECT id FROM faces WHERE embedder = ? ORDER BY id", (embedder,))]
             index = SearchIndex.open(index_path(self.directory / "index", embedder), embedder, dim,
                                      ids, self.vectors)
+            index.loader = self.vectors
             self._indexes[embedder] = index
         if index.dim != dim:
             raise RecordError(f"embedder {embedder[:12]}: {dim}-d vectors where the stored ones "
@@ -352,25 +354,42 @@ class SqliteLibrary:
                 allowed: Sequence[int] | None = None) -> list[list[tuple[int, float]]]:
         q = np.ascontiguousarray(vectors, np.float32)
         q = q.reshape(1, -1) if q.ndim == 1 else q
-        if allowed is not None and len(allowed) <= EXACT_BELOW:
-            ids = [int(r[0]) for start in range(0, len(allowed), _CHUNK)
-                   for r in self._db.execute(
-                       f"SELECT id FROM faces WHERE embedder = ? AND id IN "
-                       f"({','.join('?' * len(allowed[start:start + _CHUNK]))})",
-                       (embedder, *allowed[start:start + _CHUNK]))]
-            if not ids:
-                return [[] for _ in range(q.shape[0])]
-            sims = q @ self.vectors(ids).T
-            order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
-            return [[(ids[j], float(sims[n, j])) for j in row] for n, row in enumerate(order)]
         if not self._db.execute("SELECT 1 FROM faces WHERE embedder = ? LIMIT 1",
                                 (embedder,)).fetchone():
             return [[] for _ in range(q.shape[0])]
         index = self._index(embedder, q.shape[1])
+        self._catch_up(index)
         if allowed is None:
             return index.search(q, k)
-        admitted = set(int(i) for i in allowed)
+        if len(allowed) <= EXACT_BELOW:
+            return index.exact(q, allowed, k)
+        admitted = {int(i) for i in allowed}
         return index.search(q, k, admitted.__contains__)
+
+    def _catch_up(self, index: SearchIndex) -> None:
+        """Add what other processes stored since this index was opened (a long-running reader,
+        such as the API, sees new faces at once; faces deleted meanwhile are filtered out by
+        the callers, which read the rows of what they found)."""
+        if self.writer:
+            return  # this process added everything itself
+        rows = self._db.execute("SELECT id, vector FROM faces WHERE embedder = ? AND id > ? "
+                                "ORDER BY id", (index.embedder, index.max_id)).fetchall()
+        if rows:
+            index.add([int(r[0]) for r in rows],
+                      np.stack([np.frombuffer(r[1], np.float32) for r in rows]))
+
+    def get_many(self, face_ids: Sequence[int]) -> dict[int, tuple[Face, np.ndarray]]:
+        """Faces by id with their kept embeddings (K, D); ids no longer stored are left out."""
+        out: dict[int, tuple[Face, np.ndarray]] = {}
+        ids = [int(i) for i in face_ids]
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start:start + _CHUNK]
+            for row in self._db.execute(
+                    f"SELECT {_FACE_COLUMNS}, view_vectors FROM faces WHERE id IN "
+                    f"({','.join('?' * len(chunk))})", chunk):
+                face = self._face(row)
+                out[face.id] = (face, np.frombuffer(row[16], np.float32).reshape(face.views, -1))
+        return out
 
     # ------------------------------------------------------------------ retention
 

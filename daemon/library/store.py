@@ -127,6 +127,10 @@ class LibraryStore(Protocol):
         """The track vectors (N, D) of these faces, in order."""
         ...
 
+    def get_many(self, face_ids: Sequence[int]) -> dict[int, tuple[Face, np.ndarray]]:
+        """Faces by id with their kept embeddings (K, D); ids no longer stored are left out."""
+        ...
+
     def views(self, face_id: int) -> tuple[np.ndarray, np.ndarray]:
         """A face's kept embeddings (K, D) and their qualities (K,)."""
         ...

@@ -16,7 +16,7 @@ import queue
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -42,7 +42,7 @@ class Channel(Protocol):
 @dataclass(frozen=True)
 class WriterSettings:
     max_embeddings: int = 5
-    clusters: ClusterSettings = ClusterSettings()
+    clusters: ClusterSettings = field(default_factory=ClusterSettings)
 
 
 class LibraryWriter:
@@ -228,5 +228,6 @@ def run_library(ctx: Any, config: Any, channel: Channel) -> None:
         deadline = time.monotonic() + 3.0  # what is already queued is stored
         while time.monotonic() < deadline and writer.step(channel, 0.05):
             pass
+        writer.housekeeping(force=True)  # retention, and the index saved
     finally:
         writer.close()

@@ -121,7 +121,7 @@ def test_a_missing_library_says_where_it_looked(tmp_path: Path, models_dir: Path
     """As a user runs it: a real process, exit 2, one line naming the folder."""
     script = Path(sys.executable).with_name("facewatch")
     proc = subprocess.run([str(script), "faces", "list", "--state-dir", str(tmp_path)],
-                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=120, check=False, stdin=subprocess.DEVNULL,
                           env={**os.environ, "FACEWATCH_MODELS": str(models_dir)})
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == [

@@ -11,7 +11,13 @@ import pytest
 
 from facewatch.evaluation.clusters import run_cluster_evaluation
 from facewatch.library import operations
-from facewatch.library.clusters import ClusterSettings, online_labels, regroup_labels, score_clusters, settings_for
+from facewatch.library.clusters import (
+    ClusterSettings,
+    online_labels,
+    regroup_labels,
+    score_clusters,
+    settings_for,
+)
 from facewatch.library.sqlite_store import SqliteLibrary
 from facewatch.library.store import FaceQuery
 from facewatch.library.writer import LibraryWriter, WriterSettings

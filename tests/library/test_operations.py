@@ -166,7 +166,7 @@ def test_two_edits_at_once_both_land(setup: tuple[SqliteLibrary, GalleryTarget])
             assert face is not None
             start.wait()
             operations.assign(own, slow, [face.id], person)
-        except BaseException as exc:
+        except Exception as exc:  # noqa: BLE001 -- reported by the main thread
             errors.append(exc)
         finally:
             own.close()

@@ -87,6 +87,12 @@ def test_search_index_persists_catches_up_and_rebuilds(
     assert sorted(top(reader)) == sorted(chirac)
     exact = recs[23].mean_embedding()
     assert reader.nearest(exact[None], embedder_sha, 1)[0][0][0] == ids[23]  # added after the save
+    # a long-running reader (the API) sees what the writer stores later, at its next search
+    late = record(lfw_faces["Jacques_Chirac"][5:6], 99, embedder_sha)
+    late_id = writer.add(late, late.mean_embedding()).id
+    assert late_id in top(reader)
+    assert reader.nearest(query[None], embedder_sha, 2, allowed=[late_id])[0][0][0] == late_id
+    writer.delete([late_id])
     reader.close()
     # a deletion is never returned, by this process or another
     writer.delete([ids[23]])
