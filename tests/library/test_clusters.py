@@ -104,5 +104,5 @@ def test_the_writer_groups_unknown_faces_as_they_arrive(
 
 
 def test_settings_follow_the_embedder_or_the_config() -> None:
-    assert settings_for(None, 0.307) == ClusterSettings(join=0.447, regroup=0.397)
+    assert settings_for(None, 0.307) == ClusterSettings(join=0.497, regroup=0.447)
     assert settings_for(0.5, 0.307) == ClusterSettings(join=0.5, regroup=0.45)
