@@ -213,6 +213,10 @@ def gallery_target(args: argparse.Namespace, where: Any) -> Any:
 
     if where.gallery is None:
         raise BadInputError("which gallery? give --gallery G, or --config FILE to use the daemon's")
+    if where.gallery_state is None:
+        from facewatch.gallery.gallery import default_state_dir
+
+        where.gallery_state = default_state_dir(where.gallery)
     pipeline = _pipeline(args, where)
 
     def check(tmp: Path) -> None:
@@ -267,8 +271,11 @@ def _undo(args: argparse.Namespace) -> int:
     store = open_library(where)
     try:
         action = store.action(args.edit)
-        if where.gallery is None and args.gallery is None:
+        if where.gallery is None:  # the gallery the edit was made in
+            from facewatch.gallery.gallery import default_state_dir
+
             where.gallery = action.gallery
+            where.gallery_state = default_state_dir(action.gallery)
         done = undo(store, gallery_target(args, where), args.edit)
     finally:
         store.close()
