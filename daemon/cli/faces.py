@@ -43,6 +43,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     what.add_argument("--crop", type=Path, metavar="FILE",
                       help="an aligned 112x112 face crop, e.g. a library crop")
     what.add_argument("--face", type=int, metavar="FACE", help="a face of the library")
+    what.add_argument("--track", type=int, metavar="ID", help="a track id, as in the events")
     se.add_argument("--camera", metavar="NAME")
     _time_options(se)
     se.add_argument("--newest", action="store_true", help="newest first (default: most similar first)")
@@ -160,6 +161,7 @@ def _search(args: argparse.Namespace) -> int:
     from facewatch.images import load_image
     from facewatch.library.cli_support import face_dict, face_line, locate, open_library
     from facewatch.library.search import search, vector_from_crop, vector_from_image
+    from facewatch.library.store import NotFoundError
 
     since, until = _times(args)
     where = locate(args)
@@ -167,8 +169,14 @@ def _search(args: argparse.Namespace) -> int:
     try:
         threshold = where.config.recognition.threshold if where.config is not None else None
         exclude: tuple[int, ...] = ()
-        if args.face is not None:
-            face = store.get(args.face)
+        if args.face is not None or args.track is not None:
+            if args.track is not None:
+                found = store.by_track(args.track)
+                if not found:
+                    raise NotFoundError(f"track {args.track}: not in the library")
+                face = found[0]
+            else:
+                face = store.get(args.face)
             vector, embedder = store.vectors([face.id])[0], face.embedder
             exclude = (face.id,)
             if threshold is None:

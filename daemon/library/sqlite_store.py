@@ -251,6 +251,13 @@ class SqliteLibrary:
                                f"track_id = ?", (camera, int(track_id))).fetchone()
         return None if row is None else self._face(row)
 
+    def by_track(self, track_id: int) -> list[Face]:
+        """The faces stored for a published track id (one: track ids are unique across
+        cameras), newest first."""
+        rows = self._db.execute(f"SELECT {_FACE_COLUMNS} FROM faces WHERE track_id = ? "
+                                f"ORDER BY last_ts DESC", (int(track_id),)).fetchall()
+        return [self._face(r) for r in rows]
+
     @staticmethod
     def _where(query: FaceQuery) -> tuple[str, list[Any]]:
         clauses: list[str] = []

@@ -117,6 +117,10 @@ class LibraryStore(Protocol):
 
     def find(self, camera: str, track_id: int) -> Face | None: ...
 
+    def by_track(self, track_id: int) -> list[Face]:
+        """The faces stored for a published track id, newest first."""
+        ...
+
     def faces(self, query: FaceQuery) -> list[Face]:
         """Newest first (by last_ts)."""
         ...

@@ -90,6 +90,9 @@ def test_name_a_group_search_and_undo(state: Path, tmp_path: Path, lfw_dir: Path
     assert all(h["similarity"] >= hits["min_similarity"] for h in hits["results"])
     newest = cli(capsys, "faces", "search", "--face", str(hits["results"][0]["id"]), "--newest",
                  "--state-dir", str(state))["results"]
+    by_track = cli(capsys, "faces", "search", "--track", str(hits["results"][0]["track_id"]),
+                   "--newest", "--state-dir", str(state))["results"]
+    assert by_track == newest
     times = [h["last_ts"] for h in newest]
     assert times == sorted(times, reverse=True) and hits["results"][0]["id"] not in \
         [h["id"] for h in newest]
@@ -114,6 +117,7 @@ def test_name_a_group_search_and_undo(state: Path, tmp_path: Path, lfw_dir: Path
     (["clusters", "show", "999"], "group 999: no such group of faces"),
     (["faces", "assign", "1", "--person", "../x"], "which gallery?"),
     (["faces", "undo", "5"], "edit 5: no such edit"),
+    (["faces", "search", "--track", "4242"], "track 4242: not in the library"),
 ])
 def test_bad_input_is_one_line_and_exit_2(state: Path, args: list[str], message: str,
                                           capsys: pytest.CaptureFixture[str]) -> None:
