@@ -23,9 +23,9 @@ QUERY_MIN_SCORE = 0.9
 # Candidates fetched from the index per result asked for (re-ranking and filters drop some).
 _OVERFETCH = 5
 _MIN_CANDIDATES = 100
-# A track's best view may be this much more similar to the query than its mean: candidates
-# further below the floor are not re-ranked.
-RERANK_MARGIN = 0.2
+# A track's best view may be more similar to the query than its mean: candidates further
+# than this below the floor are not re-ranked.
+RERANK_MARGIN = 0.1
 
 
 @dataclass(frozen=True)
@@ -68,19 +68,23 @@ def search(store: LibraryStore, vector: np.ndarray, embedder: str, *, limit: int
     if allowed is not None and not allowed:
         return []
     want = max(limit * _OVERFETCH, _MIN_CANDIDATES) + len(exclude)
-    candidates = [(f, s) for f, s in store.nearest(q[None], embedder, want, allowed)[0]
-                  if f not in exclude and s >= min_similarity - RERANK_MARGIN]
-    rows = store.get_many([f for f, _ in candidates])
-    hits: list[SearchHit] = []
-    for face_id, sim in candidates:
-        if face_id not in rows:
-            continue  # deleted (by retention) since the index was read
-        face, views = rows[face_id]
-        best = max(sim, float(np.max(views @ q))) if views.size else sim
-        if best >= min_similarity:
-            hits.append(SearchHit(face, best))
+    candidates = {f: s for f, s in store.nearest(q[None], embedder, want, allowed)[0]
+                  if f not in exclude and s >= min_similarity - RERANK_MARGIN}
+    rows = store.views_many(list(candidates))  # faces deleted since the index was read are gone
+    ids = [f for f in candidates if f in rows]
+    if not ids:
+        return []
+    # each track scored by the best of its mean and its kept views, in one product
+    views = [rows[f][1] for f in ids]
+    view_sims = np.einsum("nd,d->n", np.concatenate(views), q)
+    starts = np.cumsum([0] + [v.shape[0] for v in views[:-1]])
+    best = np.maximum(np.maximum.reduceat(view_sims, starts), [candidates[f] for f in ids])
+    scored = [(f, float(b), rows[f][0]) for f, b in zip(ids, best) if b >= min_similarity]
     if order == "newest":
-        hits.sort(key=lambda h: (-h.face.last_ts, -h.similarity))
+        scored.sort(key=lambda h: (-h[2], -h[1]))
     else:
-        hits.sort(key=lambda h: (-h.similarity, -h.face.last_ts))
+        scored.sort(key=lambda h: (-h[1], -h[2]))
+    scored = scored[:limit]
+    faces = store.get_many([f for f, _, _ in scored])
+    hits = [SearchHit(faces[f], sim) for f, sim, _ in scored if f in faces]
     return hits[:limit]

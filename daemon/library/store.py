@@ -131,8 +131,12 @@ class LibraryStore(Protocol):
         """The track vectors (N, D) of these faces, in order."""
         ...
 
-    def get_many(self, face_ids: Sequence[int]) -> dict[int, tuple[Face, np.ndarray]]:
-        """Faces by id with their kept embeddings (K, D); ids no longer stored are left out."""
+    def get_many(self, face_ids: Sequence[int]) -> dict[int, Face]:
+        """Faces by id; ids no longer stored are left out."""
+        ...
+
+    def views_many(self, face_ids: Sequence[int]) -> dict[int, tuple[float, np.ndarray]]:
+        """(last_ts, kept embeddings (K, D)) by face id; ids no longer stored are left out."""
         ...
 
     def views(self, face_id: int) -> tuple[np.ndarray, np.ndarray]:
