@@ -220,9 +220,9 @@ def regroup(store: LibraryStore, embedder: str, settings: ClusterSettings) -> Re
     """Regroup the newest REGROUP_MAX unknown, unassigned faces of `embedder` from scratch
     (average linkage); groups keep their id, and so their dismissed state, where most of
     their faces stay together."""
-    query = FaceQuery(unknown=True, limit=REGROUP_MAX)
-    faces = [f for f in store.faces(query) if f.embedder == embedder and f.assigned_to is None]
-    total = sum(1 for fid in store.face_ids(FaceQuery(unknown=True))) - len(faces)
+    every = [f for f in store.faces(FaceQuery(unknown=True, limit=2**62))
+             if f.embedder == embedder and f.assigned_to is None]
+    faces = every[:REGROUP_MAX]  # newest first
     if not faces:
         return RegroupResult(0, 0, 0)
     labels = regroup_labels(store.vectors([f.id for f in faces]), settings.regroup)
@@ -230,7 +230,7 @@ def regroup(store: LibraryStore, embedder: str, settings: ClusterSettings) -> Re
     for face, label in zip(faces, labels):
         groups.setdefault(int(label), []).append(face.id)
     ids = store.regroup(embedder, list(groups.values()))
-    return RegroupResult(len(faces), len(ids), max(0, total))
+    return RegroupResult(len(faces), len(ids), len(every) - len(faces))
 
 
 # ---------------------------------------------------------------------------- helpers
