@@ -61,9 +61,9 @@ def _base_vectors(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, str
         vectors, _ = embed_subjects(paths, pipeline, cache)
     finally:
         cache.close()
-    crops = [a.crops[0] for a in pipeline.analyze([load_image(p) for p in paths[:16]], embed=False)
+    found = [a.crops[0] for a in pipeline.analyze([load_image(p) for p in paths[:16]], embed=False)
              if len(a)]
-    return (vectors, np.stack(crops), pipeline.embedder.manifest.sha256,
+    return (vectors, np.stack(found), pipeline.embedder.manifest.sha256,
             f"{len(paths)} LFW photos ({args.embedder}) with noise")
 
 

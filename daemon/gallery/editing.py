@@ -39,10 +39,10 @@ Change = Callable[[dict[str, Any], str], "str | None"]
 def gallery_lock(path: Path) -> Iterator[None]:
     """Exclusive across processes (the CLI, the daemon's API) for one read-modify-write of the
     gallery: two edits at once both land, one after the other, instead of one overwriting the
-    other.  The lock file sits beside the gallery, which edits must be able to write anyway."""
-    lock = path.parent / f".{path.name}.lock"
+    other.  The lock is taken on the gallery's folder (flock works on a directory), not on the
+    file, which each edit replaces, and leaves nothing behind."""
     try:
-        fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o600)
+        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as exc:
         raise GalleryError(f"{path}: cannot lock it for editing ({exc.strerror})") from None
     try:
