@@ -2,17 +2,21 @@
 
 One `TrackRecord` per segment (a track, or the part of it with one person in the box): who it
 was decided to be, its best aligned face, the context snapshot and up to K embeddings of its
-best-quality views.  It crosses a process boundary on a bounded queue, so it holds only compact
+best-quality views.  It crosses a process boundary on a bounded channel, so it holds only compact
 arrays and plain values: a 112x112 uint8 crop (37 KB), the snapshot preferably as JPEG bytes
 (the inference process encodes it for its own snapshot file anyway), K x D float32 embeddings.
-`validate()` is what the library process checks before storing one; a bad record is dropped,
-never stored half.
+`TrackRecordCodec` puts it on the channel as explicit bytes (a JSON header, then the raw
+arrays: no pickle), about 40 KB with a JPEG snapshot.  `validate()` is what the library
+process checks before storing one; a bad record is dropped, never stored half.
 """
 
 from __future__ import annotations
 
+import json
 import re
+import struct
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -129,3 +133,75 @@ def best_views(embeddings: np.ndarray, qualities: np.ndarray, k: int) -> tuple[n
     order = np.argsort(-np.asarray(qualities), kind="stable")[:k]
     return (np.ascontiguousarray(np.asarray(embeddings, np.float32)[order]),
             np.asarray(qualities, np.float32)[order])
+
+
+_MAGIC = b"FWTR"
+_HEADER = struct.Struct("<4sI")  # magic, length of the JSON header that follows
+
+
+@dataclass(frozen=True)
+class TrackRecordCodec:
+    """`TrackRecord` <-> bytes for the daemon's channels (`facewatch.processes.channels`):
+    ``FWTR | header length (u32 LE) | JSON header | crop | embeddings | qualities | snapshot``,
+    arrays raw in C order.  `decode` checks every length and raises `RecordError`."""
+
+    def encode(self, message: TrackRecord) -> bytes:
+        v = message.verdict
+        verdict: dict[str, Any] = (
+            {"kind": "named", "person_id": v.person_id, "name": v.name, "score": float(v.score)}
+            if isinstance(v, Named) else
+            {"kind": "unnamed", "score": float(v.score), "nearest_id": v.nearest_id})
+        emb = np.ascontiguousarray(message.embeddings, np.float32)
+        q = np.ascontiguousarray(message.qualities, np.float32)
+        snap = message.snapshot
+        if isinstance(snap, np.ndarray):
+            snap_kind, snap_shape, snap_bytes = "rgb", list(snap.shape), \
+                np.ascontiguousarray(snap, np.uint8).tobytes()
+        elif isinstance(snap, bytes):
+            snap_kind, snap_shape, snap_bytes = "jpeg", [], snap
+        else:
+            snap_kind, snap_shape, snap_bytes = "none", [], b""
+        header = json.dumps({
+            "camera": message.camera, "track_id": int(message.track_id),
+            "first_ts": float(message.first_ts), "last_ts": float(message.last_ts),
+            "verdict": verdict, "embeddings": list(emb.shape), "snapshot": snap_kind,
+            "snapshot_shape": snap_shape, "snapshot_bytes": len(snap_bytes),
+            "embedder_sha256": message.embedder_sha256}, separators=(",", ":")).encode()
+        crop = np.ascontiguousarray(message.crop, np.uint8)
+        return b"".join((_HEADER.pack(_MAGIC, len(header)), header, crop.tobytes(),
+                         emb.tobytes(), q.tobytes(), snap_bytes))
+
+    def decode(self, data: bytes) -> TrackRecord:
+        try:
+            magic, size = _HEADER.unpack_from(data)
+            if magic != _MAGIC:
+                raise RecordError("not a track record")
+            h = json.loads(data[_HEADER.size:_HEADER.size + size])
+            at = _HEADER.size + size
+            k, d = (int(n) for n in h["embeddings"])
+            crop_n = CROP_SHAPE[0] * CROP_SHAPE[1] * CROP_SHAPE[2]
+            sizes = (crop_n, 4 * k * d, 4 * k, int(h["snapshot_bytes"]))
+            if at + sum(sizes) != len(data) or min(sizes) < 0:
+                raise RecordError(f"{len(data)} bytes where the header says {at + sum(sizes)}")
+            parts = []
+            for n in sizes:
+                parts.append(data[at:at + n])
+                at += n
+            crop = np.frombuffer(parts[0], np.uint8).reshape(CROP_SHAPE)
+            emb = np.frombuffer(parts[1], np.float32).reshape(k, d)
+            q = np.frombuffer(parts[2], np.float32)
+            snapshot: bytes | np.ndarray | None = None
+            if h["snapshot"] == "jpeg":
+                snapshot = parts[3]
+            elif h["snapshot"] == "rgb":
+                snapshot = np.frombuffer(parts[3], np.uint8).reshape(h["snapshot_shape"])
+            v = h["verdict"]
+            verdict: Verdict = (Named(v["person_id"], v["name"], float(v["score"]))
+                                if v["kind"] == "named" else
+                                Unnamed(float(v["score"]), v["nearest_id"]))
+            return TrackRecord(h["camera"], h["track_id"], h["first_ts"], h["last_ts"], verdict,
+                               crop, snapshot, emb, q, h["embedder_sha256"])
+        except RecordError:
+            raise
+        except (struct.error, ValueError, KeyError, TypeError) as exc:
+            raise RecordError(f"undecodable track record ({type(exc).__name__}: {exc})") from None

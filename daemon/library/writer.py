@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -26,6 +26,8 @@ from facewatch.errors import FacewatchError
 from facewatch.library.clusters import ClusterSettings, choose_cluster
 from facewatch.library.records import RecordError, TrackRecord
 from facewatch.library.store import LibraryStore, StorageError
+from facewatch.processes.child import ChildKind
+from facewatch.processes.channels import Inbox
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +37,11 @@ REOPEN_EVERY_S = 60.0
 _WARN_EVERY_S = 60.0
 
 
-class Channel(Protocol):
-    def get(self, timeout: float) -> Any: ...
+# For the supervisor: after the inference process (its producer) in the stop order, so that
+# what it queued last is stored; its stop drains the channel for up to 3 s.
+KIND = ChildKind("library", start_grace_s=30.0, stop_timeout_s=4.0, stop_order=2)
+# Bytes the daemon's channel to it should hold: ~40 KB a record, so about 100 records.
+CHANNEL_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -68,13 +73,17 @@ class LibraryWriter:
 
     # ------------------------------------------------------------------ the loop
 
-    def step(self, channel: Channel, timeout: float) -> bool:
+    def step(self, channel: Inbox[Any], timeout: float) -> bool:
         """Take one record (waiting up to `timeout` s) and store it; then housekeeping.
-        True if a record was taken."""
+        True if a record was taken (or one that could not be decoded was dropped)."""
         try:
             item = channel.get(timeout=timeout)
         except queue.Empty:
             item = None
+        except RecordError as exc:  # the channel's codec met a malformed record
+            self._drop("invalid", str(exc))
+            self.housekeeping()
+            return True
         if item is not None:
             self.handle(item)
         self.housekeeping()
@@ -192,10 +201,11 @@ def library_dir(state_dir: Path) -> Path:
     return state_dir / "library"
 
 
-def run_library(ctx: Any, config: Any, channel: Channel) -> None:
+def run_library(ctx: Any, config: Any, channel: Inbox[TrackRecord]) -> None:
     """The `library` child process: `ctx` is its `ChildContext`, `config` the resolved
     `DaemonConfig`, `channel` the bounded channel of `TrackRecord`s from the inference
-    process.  Returns when `ctx.stopping()`, after storing what is already queued."""
+    process (a `Channel("library", TrackRecordCodec(), CHANNEL_BYTES)`; its writer should
+    `put_nowait` and count what does not fit rather than wait).  Returns when `ctx.stopping()`, after storing what is already queued."""
     from facewatch.config.daemon import DaemonConfig
     from facewatch.engines.store import ModelStore
     from facewatch.library.clusters import settings_for

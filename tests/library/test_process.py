@@ -1,9 +1,9 @@
 """`run_library` as the daemon runs it: a spawned child on the process base, records sent over
-a real multiprocessing queue, a clean stop that stores what was queued and saves the index."""
+the daemon's own channel with their codec, a clean stop that stores what was queued and saves
+the index."""
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import time
 from pathlib import Path
 
@@ -11,8 +11,10 @@ from facewatch.config import parse_config, resolve
 from facewatch.library.index import index_path
 from facewatch.library.sqlite_store import SqliteLibrary
 from facewatch.library.store import FaceQuery
-from facewatch.library.writer import run_library
-from facewatch.processes.child import SPAWN, Child, make_context
+from facewatch.library.records import TrackRecord, TrackRecordCodec
+from facewatch.library.writer import CHANNEL_BYTES, KIND, run_library
+from facewatch.processes.channels import Channel, LogRecordCodec
+from facewatch.processes.child import Child, make_context
 from tests.library.conftest import PEOPLE, FaceSample, named, record
 
 
@@ -26,24 +28,26 @@ state_dir: {tmp_path / 'state'}
 inference: {{models_dir: {models_dir}}}
 library: {{embeddings_per_track: 3, max_faces: 20}}
 """, tmp_path / "config.yaml"))
-    channel = SPAWN.Queue(maxsize=64)
-    logs: mp.Queue[object] = SPAWN.Queue()
-    child = Child("library", run_library, (config, channel), make_context("library", logs, 20))
+    channel: Channel[TrackRecord] = Channel("library", TrackRecordCodec(), CHANNEL_BYTES)
+    logs = Channel("logs", LogRecordCodec(), 1 << 20)
+    child = Child("library", KIND, run_library, (config, channel), make_context("library", logs, 20))
     child.start()
     try:
         assert child.ctx.ready_event.wait(60), "the library process never became ready"
+        channel._writer.send(b"FWTR garbage")  # undecodable: dropped, and the process goes on
         for p, person in enumerate(PEOPLE[:4]):
             for t, sample in enumerate(lfw_faces[person]):
                 channel.put(record([sample], p * 10 + t, embedder_sha,
-                                   verdict=named(person) if p == 0 else None))
-        channel.put(record(lfw_faces[PEOPLE[4]][:5], 99, embedder_sha))  # K = 5 > 3: dropped
-        channel.put("not a record")  # dropped, and the process goes on
+                                   verdict=named(person) if p == 0 else None), timeout=30)
+        channel.put(record(lfw_faces[PEOPLE[4]][:5], 99, embedder_sha), timeout=30)  # K 5 > 3
         store = SqliteLibrary(tmp_path / "state" / "library")
         deadline = time.monotonic() + 60
         while store.count() < 20 and time.monotonic() < deadline:
             time.sleep(0.2)
     finally:
         child.stop(timeout=20)
+        channel.close()
+        logs.close()
     # retention kept the newest 20 of 24 (max_faces), oldest first
     faces = store.faces(FaceQuery(limit=100))
     assert len(faces) == 20 and min(f.track_id for f in faces) == 4
