@@ -14,7 +14,7 @@ from typing import Literal
 import numpy as np
 
 from facewatch.errors import NoFaceError
-from facewatch.library.store import Face, FaceQuery, LibraryStore
+from facewatch.library.store import Face, FaceQuery, FaceViews, LibraryStore
 from facewatch.pipeline import FacePipeline
 
 Order = Literal["similarity", "newest"]
@@ -26,6 +26,9 @@ _MIN_CANDIDATES = 100
 # A track's best view may be more similar to the query than its mean: candidates further
 # than this below the floor are not re-ranked.
 RERANK_MARGIN = 0.1
+# A filter admitting at least this share of the faces is applied after the search.
+POST_FILTER_SHARE = 0.1
+_MAX_POST_FILTER_K = 5000
 
 
 @dataclass(frozen=True)
@@ -63,23 +66,24 @@ def search(store: LibraryStore, vector: np.ndarray, embedder: str, *, limit: int
     filtered by camera and time; the most similar first, or the newest first."""
     q = np.asarray(vector, np.float32).reshape(-1)
     q = q / max(float(np.linalg.norm(q)), 1e-12)
-    filtered = camera is not None or since is not None or until is not None
-    allowed = store.face_ids(FaceQuery(camera=camera, since=since, until=until)) if filtered else None
-    if allowed is not None and not allowed:
-        return []
+    query = FaceQuery(camera=camera, since=since, until=until)
     want = max(limit * _OVERFETCH, _MIN_CANDIDATES) + len(exclude)
-    candidates = {f: s for f, s in store.nearest(q[None], embedder, want, allowed)[0]
+    if camera is None and since is None and until is None:
+        found = store.nearest(q[None], embedder, want)[0]
+    else:
+        found = _filtered(store, q, embedder, query, want, min_similarity)
+    candidates = {f: s for f, s in found
                   if f not in exclude and s >= min_similarity - RERANK_MARGIN}
     rows = store.views_many(list(candidates))  # faces deleted since the index was read are gone
-    ids = [f for f in candidates if f in rows]
+    ids = [f for f in candidates if f in rows and _admits(query, rows[f])]
     if not ids:
         return []
     # each track scored by the best of its mean and its kept views, in one product
-    views = [rows[f][1] for f in ids]
+    views = [rows[f].views for f in ids]
     view_sims = np.einsum("nd,d->n", np.concatenate(views), q)
     starts = np.cumsum([0] + [v.shape[0] for v in views[:-1]])
     best = np.maximum(np.maximum.reduceat(view_sims, starts), [candidates[f] for f in ids])
-    scored = [(f, float(b), rows[f][0]) for f, b in zip(ids, best) if b >= min_similarity]
+    scored = [(f, float(b), rows[f].last_ts) for f, b in zip(ids, best) if b >= min_similarity]
     if order == "newest":
         scored.sort(key=lambda h: (-h[2], -h[1]))
     else:
@@ -88,3 +92,30 @@ def search(store: LibraryStore, vector: np.ndarray, embedder: str, *, limit: int
     faces = store.get_many([f for f, _, _ in scored])
     hits = [SearchHit(faces[f], sim) for f, sim, _ in scored if f in faces]
     return hits[:limit]
+
+
+def _admits(query: FaceQuery, row: FaceViews) -> bool:
+    return ((query.camera is None or row.camera == query.camera)
+            and (query.since is None or row.last_ts >= query.since)
+            and (query.until is None or row.first_ts <= query.until))
+
+
+def _filtered(store: LibraryStore, q: np.ndarray, embedder: str, query: FaceQuery, want: int,
+              floor: float) -> list[tuple[int, float]]:
+    """Candidates among the faces a camera/time filter admits.  A filter that admits many
+    (a camera of four) is cheaper to apply after an unfiltered search for more candidates
+    than to list its faces; one that admits few (the last hour) lists them and searches
+    among them exactly.  Falls back to listing when the wider search came up short."""
+    admitted = store.count(query)
+    if admitted == 0:
+        return []
+    share = admitted / max(store.count(), 1)
+    if share >= POST_FILTER_SHARE:
+        k = min(int(want / share * 2), _MAX_POST_FILTER_K)
+        found = store.nearest(q[None], embedder, k)[0]
+        rows = store.views_many([f for f, _ in found])
+        kept = [(f, s) for f, s in found if f in rows and _admits(query, rows[f])]
+        # enough, or every face above the floor was among those looked at
+        if len(kept) >= want or (found and found[-1][1] < floor - RERANK_MARGIN):
+            return kept
+    return store.nearest(q[None], embedder, want, store.face_ids(query))[0]

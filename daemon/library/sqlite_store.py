@@ -39,6 +39,7 @@ from facewatch.library.store import (
     Cluster,
     Face,
     FaceQuery,
+    FaceViews,
     NotFoundError,
     RetentionReport,
     StorageError,
@@ -397,15 +398,16 @@ class SqliteLibrary:
                 out[int(row[0])] = self._face(row)
         return out
 
-    def views_many(self, face_ids: Sequence[int]) -> dict[int, tuple[float, np.ndarray]]:
-        out: dict[int, tuple[float, np.ndarray]] = {}
+    def views_many(self, face_ids: Sequence[int]) -> dict[int, FaceViews]:
+        out: dict[int, FaceViews] = {}
         ids = [int(i) for i in face_ids]
         for start in range(0, len(ids), _CHUNK):
             chunk = ids[start:start + _CHUNK]
-            for fid, last_ts, blob, views in self._db.execute(
-                    f"SELECT id, last_ts, view_vectors, views FROM faces WHERE id IN "
-                    f"({','.join('?' * len(chunk))})", chunk):
-                out[int(fid)] = (float(last_ts), np.frombuffer(blob, np.float32).reshape(views, -1))
+            for fid, camera, first_ts, last_ts, blob, views in self._db.execute(
+                    f"SELECT id, camera, first_ts, last_ts, view_vectors, views FROM faces "
+                    f"WHERE id IN ({','.join('?' * len(chunk))})", chunk):
+                out[int(fid)] = FaceViews(camera, float(first_ts), float(last_ts),
+                                          np.frombuffer(blob, np.float32).reshape(views, -1))
         return out
 
     # ------------------------------------------------------------------ retention

@@ -53,6 +53,16 @@ class Face:
 
 
 @dataclass(frozen=True)
+class FaceViews:
+    """What search needs of a candidate face."""
+
+    camera: str
+    first_ts: float
+    last_ts: float
+    views: np.ndarray  # (K, D) kept embeddings
+
+
+@dataclass(frozen=True)
 class Cluster:
     """A group of unknown faces believed to be one person."""
 
@@ -135,8 +145,9 @@ class LibraryStore(Protocol):
         """Faces by id; ids no longer stored are left out."""
         ...
 
-    def views_many(self, face_ids: Sequence[int]) -> dict[int, tuple[float, np.ndarray]]:
-        """(last_ts, kept embeddings (K, D)) by face id; ids no longer stored are left out."""
+    def views_many(self, face_ids: Sequence[int]) -> dict[int, FaceViews]:
+        """Where and when, and the kept embeddings, by face id; ids no longer stored are left
+        out."""
         ...
 
     def views(self, face_id: int) -> tuple[np.ndarray, np.ndarray]:

@@ -26,8 +26,8 @@ from facewatch.errors import FacewatchError
 from facewatch.library.clusters import ClusterSettings, choose_cluster
 from facewatch.library.records import RecordError, TrackRecord
 from facewatch.library.store import LibraryStore, StorageError
-from facewatch.processes.child import ChildKind
 from facewatch.processes.channels import Inbox
+from facewatch.processes.child import ChildKind
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from facewatch.config import parse_config, resolve
 from facewatch.library.index import index_path
+from facewatch.library.records import TrackRecord, TrackRecordCodec
 from facewatch.library.sqlite_store import SqliteLibrary
 from facewatch.library.store import FaceQuery
-from facewatch.library.records import TrackRecord, TrackRecordCodec
 from facewatch.library.writer import CHANNEL_BYTES, KIND, run_library
 from facewatch.processes.channels import Channel, LogRecordCodec
 from facewatch.processes.child import Child, make_context
