@@ -118,7 +118,8 @@ def _bench(args: argparse.Namespace) -> int:
             ms, found = [], 0
             for qv in queries:
                 t = time.perf_counter()
-                hits = search(reader, qv, sha, limit=20, min_similarity=threshold, **kwargs)  # type: ignore[arg-type]
+                hits = search(reader, qv, sha, limit=20, min_similarity=threshold,
+                              **kwargs)  # type: ignore[arg-type]
                 ms.append(1000 * (time.perf_counter() - t))
                 found += len(hits)
             return np.array(ms), found

@@ -28,6 +28,7 @@ _MIN_CANDIDATES = 100
 RERANK_MARGIN = 0.1
 # A filter admitting at least this share of the faces is applied after the search.
 POST_FILTER_SHARE = 0.1
+_NO_VIEWS = np.zeros((0, 0), np.float32)
 _MAX_POST_FILTER_K = 5000
 
 
@@ -113,8 +114,9 @@ def _filtered(store: LibraryStore, q: np.ndarray, embedder: str, query: FaceQuer
     if share >= POST_FILTER_SHARE:
         k = min(int(want / share * 2), _MAX_POST_FILTER_K)
         found = store.nearest(q[None], embedder, k)[0]
-        rows = store.views_many([f for f, _ in found])
-        kept = [(f, s) for f, s in found if f in rows and _admits(query, rows[f])]
+        places = store.places([f for f, s in found if s >= floor - RERANK_MARGIN])
+        kept = [(f, s) for f, s in found
+                if f in places and _admits(query, FaceViews(*places[f], _NO_VIEWS))]
         # enough, or every face above the floor was among those looked at
         if len(kept) >= want or (found and found[-1][1] < floor - RERANK_MARGIN):
             return kept

@@ -23,6 +23,7 @@ import logging
 import os
 import sqlite3
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -130,6 +131,9 @@ class SqliteLibrary:
         self.files = files or Files()
         self.writer = writer
         self._indexes: dict[str, SearchIndex] = {}
+        # A store may be shared by the threads of one process (an API's workers): writes and
+        # the in-memory index are used under this lock.
+        self._lock = threading.RLock()
         path = directory / DB_FILE
         try:
             _make_dirs(directory)
@@ -154,14 +158,15 @@ class SqliteLibrary:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            if self._db.in_transaction:  # SQLite rolls back by itself on some errors (disk full)
-                self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        with self._lock:  # one transaction at a time on this connection, whatever the thread
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                if self._db.in_transaction:  # SQLite rolls back by itself on some errors (disk full)
+                    self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     def _abs(self, relative: str | None) -> Path | None:
         return None if relative is None else self.directory / relative
@@ -235,7 +240,8 @@ class SqliteLibrary:
         index = self._indexes.get(record.embedder_sha256)
         if index is not None or self.writer:
             try:
-                self._index(record.embedder_sha256, v.shape[0]).add([face_id], v[None])
+                with self._lock:
+                    self._index(record.embedder_sha256, v.shape[0]).add([face_id], v[None])
             except (RuntimeError, MemoryError) as exc:
                 # the next open rebuilds what is missing from the database
                 log.warning("library: search index not updated (%s)", exc)
@@ -355,7 +361,8 @@ class SqliteLibrary:
         for embedder, index in list(self._indexes.items()):
             if index.dirty:
                 try:
-                    index.save(index_path(self.directory / "index", embedder))
+                    with self._lock:
+                        index.save(index_path(self.directory / "index", embedder))
                 except (OSError, RuntimeError) as exc:
                     log.warning("library: search index not saved (%s); it is rebuilt at the "
                                 "next start", _reason(exc))
@@ -367,14 +374,15 @@ class SqliteLibrary:
         if not self._db.execute("SELECT 1 FROM faces WHERE embedder = ? LIMIT 1",
                                 (embedder,)).fetchone():
             return [[] for _ in range(q.shape[0])]
-        index = self._index(embedder, q.shape[1])
-        self._catch_up(index)
-        if allowed is None:
-            return index.search(q, k)
-        if len(allowed) <= EXACT_BELOW:
-            return index.exact(q, allowed, k)
-        admitted = {int(i) for i in allowed}
-        return index.search(q, k, admitted.__contains__)
+        with self._lock:
+            index = self._index(embedder, q.shape[1])
+            self._catch_up(index)
+            if allowed is None:
+                return index.search(q, k)
+            if len(allowed) <= EXACT_BELOW:
+                return index.exact(q, allowed, k)
+            admitted = {int(i) for i in allowed}
+            return index.search(q, k, admitted.__contains__)
 
     def _catch_up(self, index: SearchIndex) -> None:
         """Add what other processes stored since this index was opened (a long-running reader,
@@ -396,6 +404,17 @@ class SqliteLibrary:
             for row in self._db.execute(f"SELECT {_FACE_COLUMNS} FROM faces WHERE id IN "
                                         f"({','.join('?' * len(chunk))})", chunk):
                 out[int(row[0])] = self._face(row)
+        return out
+
+    def places(self, face_ids: Sequence[int]) -> dict[int, tuple[str, float, float]]:
+        out: dict[int, tuple[str, float, float]] = {}
+        ids = [int(i) for i in face_ids]
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start:start + _CHUNK]
+            for fid, camera, first_ts, last_ts in self._db.execute(
+                    f"SELECT id, camera, first_ts, last_ts FROM faces "
+                    f"WHERE id IN ({','.join('?' * len(chunk))})", chunk):
+                out[int(fid)] = (camera, float(first_ts), float(last_ts))
         return out
 
     def views_many(self, face_ids: Sequence[int]) -> dict[int, FaceViews]:
@@ -452,9 +471,10 @@ class SqliteLibrary:
                 for rel in (crop, snap):
                     if rel is not None:
                         self.files.remove(self.directory / rel)
-                index = self._indexes.get(embedder)
-                if index is not None:
-                    index.remove([fid])
+                with self._lock:
+                    index = self._indexes.get(embedder)
+                    if index is not None:
+                        index.remove([fid])
             deleted += len(rows)
         return deleted
 

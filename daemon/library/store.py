@@ -145,6 +145,10 @@ class LibraryStore(Protocol):
         """Faces by id; ids no longer stored are left out."""
         ...
 
+    def places(self, face_ids: Sequence[int]) -> dict[int, tuple[str, float, float]]:
+        """(camera, first_ts, last_ts) by face id; ids no longer stored are left out."""
+        ...
+
     def views_many(self, face_ids: Sequence[int]) -> dict[int, FaceViews]:
         """Where and when, and the kept embeddings, by face id; ids no longer stored are left
         out."""

@@ -205,7 +205,8 @@ def run_library(ctx: Any, config: Any, channel: Inbox[TrackRecord]) -> None:
     """The `library` child process: `ctx` is its `ChildContext`, `config` the resolved
     `DaemonConfig`, `channel` the bounded channel of `TrackRecord`s from the inference
     process (a `Channel("library", TrackRecordCodec(), CHANNEL_BYTES)`; its writer should
-    `put_nowait` and count what does not fit rather than wait).  Returns when `ctx.stopping()`, after storing what is already queued."""
+    `put_nowait` and count what does not fit rather than wait).  Returns when
+    `ctx.stopping()`, after storing what is already queued."""
     from facewatch.config.daemon import DaemonConfig
     from facewatch.engines.store import ModelStore
     from facewatch.library.clusters import settings_for

@@ -99,7 +99,8 @@ def test_the_writer_groups_unknown_faces_as_they_arrive(
     extra = lfw_faces["Ariel_Sharon"][0]
     channel.put(record([extra], 99, embedder_sha))
     writer.step(channel, 0.01)
-    assert store.find("door", 99) is not None and store.find("door", 99).cluster_id == sharon  # type: ignore[union-attr]
+    joined = store.find("door", 99)
+    assert joined is not None and joined.cluster_id == sharon
     writer.close()
 
 

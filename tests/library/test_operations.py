@@ -205,7 +205,7 @@ def test_bad_requests_change_nothing(setup: tuple[SqliteLibrary, GalleryTarget],
         operations.undo(store, target, 777)
     folder_gallery = GalleryTarget(tmp_path, target.check)
     with pytest.raises(GalleryError, match="folder-per-person"):
-        operations.assign(store, folder_gallery, [store.find("door", 31).id], "chirac")  # type: ignore[union-attr]
+        operations.assign(store, folder_gallery, [face.id], "chirac")
 
 
 def _no_face_jpeg() -> bytes:
