@@ -34,6 +34,8 @@ from facewatch.identity import (
     Unknown,
     observations,
 )
+from facewatch.inference.segments import SegmentViews, named, segment_record, unnamed
+from facewatch.library.records import TrackRecord, Verdict
 from facewatch.pipeline import AnalyzedFaces
 from facewatch.tracking import (
     EmbedPolicy,
@@ -65,7 +67,10 @@ class _Pending:
 class CameraAnalysis:
     def __init__(self, camera: str, settings: AnalysisSettings, matcher: Any,
                  snapshots: SnapshotStore | None, metadata_of: Any = None,
-                 track_ids: Iterator[int] | None = None) -> None:
+                 track_ids: Iterator[int] | None = None, library_views: int = 0,
+                 embedder_sha256: str = "") -> None:
+        """`library_views`: keep that many best views per published segment and make a
+        `TrackRecord` of each ended segment in `records` (0: none, the library is off)."""
         self.camera = camera
         self.tracker = FaceTracker(settings.tracker)
         self.policy = EmbedPolicy(settings.policy)
@@ -91,6 +96,12 @@ class CameraAnalysis:
         self._track_ids = track_ids if track_ids is not None else new_track_ids()
         self._published: dict[int, int] = {}  # tracker id → published id
         self._segment_start: dict[int, float] = {}  # tracker id → capture ts of its segment
+        # For the face library: each segment's best views and its latest verdict; the records
+        # of ended segments wait in `records` for the inference process to send them.
+        self._views = SegmentViews(library_views) if library_views > 0 else None
+        self._verdict: dict[int, Verdict] = {}
+        self._embedder_sha256 = embedder_sha256
+        self.records: list[TrackRecord] = []
 
     def set_matcher(self, matcher: Any, metadata_of: Any = None) -> None:
         """A reloaded gallery: live tracks are re-decided against it on the next frame."""
@@ -135,7 +146,12 @@ class CameraAnalysis:
         for decision in update.decisions:
             if isinstance(decision, Changed) and decision.reason == "appearance":
                 events += self._split(decision, pending)
+            self._verdict[decision.track_id] = _verdict(decision)
             events.append(self._decision_event(decision, pending))
+        if self._views is not None:  # after the splits: this frame's views are the new person's
+            for request, embedding in zip(pending.requests, embeddings):
+                self._views.add(request.track_id, request.quality, embedding,
+                                pending.faces.crops[request.detection])
         events += self._ended(update)
         live = {info.track_id for info in pending.tracks.tracks}
         self._seen_box = {tid: box for tid, box in self._seen_box.items() if tid in live}
@@ -167,6 +183,7 @@ class CameraAnalysis:
                            duration_s=max(0.0, ts - self._segment_start[tid]),
                            identity=decision.previous_id, name=decision.previous_name,
                            snapshot=self._snapshot_path.get(tid))
+        self._record(tid, ts, self._verdict.pop(tid, None))
         # the best view so far was of the previous person; keep only this frame's
         best = self._best.pop(tid, None)
         self._snapshot_path.pop(tid, None)
@@ -219,8 +236,14 @@ class CameraAnalysis:
         for final in update.finals:
             tid = final.track_id
             if tid not in self._published:
+                if self._views is not None:
+                    self._views.forget(tid)
                 continue
             snapshot = self._snapshot(tid) if final.embeddings else None  # before the pop
+            verdict = self._verdict.pop(tid, None)
+            if final.status == "known" and final.person_id is not None and final.name is not None:
+                verdict = named(final.person_id, final.name, final.score or 0.0)
+            self._record(tid, final.last_ts, verdict if final.status != "pending" else None)
             events.append(TrackEnded(
                 camera=self.camera, ts=final.last_ts, track_id=self._published.pop(tid),
                 duration_s=max(0.0, final.last_ts - self._segment_start.pop(tid)),
@@ -229,6 +252,35 @@ class CameraAnalysis:
             self._snapshot_path.pop(tid, None)
             self._seen_box.pop(tid, None)
         return events
+
+
+    def _record(self, tid: int, last_ts: float, verdict: Verdict | None) -> None:
+        """The library's record of the segment of `tid` that ends now (before its state goes)."""
+        if self._views is None:
+            return
+        views = self._views.take(tid)
+        if verdict is None:  # never decided: too little evidence to keep
+            return
+        best = self._best.get(tid)
+        record = segment_record(self.camera, self._published[tid], self._segment_start[tid],
+                                last_ts, verdict, views, best[1] if best else None,
+                                self._embedder_sha256)
+        if record is not None:
+            self.records.append(record)
+
+    def take_records(self) -> list[TrackRecord]:
+        out, self.records = self.records, []
+        return out
+
+
+def _verdict(decision: Decision) -> Verdict:
+    if isinstance(decision, Recognized):
+        return named(decision.person_id, decision.name, decision.score)
+    if isinstance(decision, Unknown):
+        return unnamed(decision.score, decision.nearest_id)
+    if decision.person_id is not None and decision.name is not None:
+        return named(decision.person_id, decision.name, decision.score)
+    return unnamed(decision.score, None)
 
 
 def new_track_ids() -> Iterator[int]:

@@ -38,7 +38,12 @@ from facewatch.inference.batcher import FrameBatcher
 from facewatch.inference.camera_analysis import AnalysisSettings, CameraAnalysis, new_track_ids
 from facewatch.metrics import Metrics
 from facewatch.pipeline import FacePipeline
-from facewatch.processes.channels import BufferedSender, ControlCommand, InferenceChannels
+from facewatch.processes.channels import (
+    BufferedSender,
+    ChannelError,
+    ControlCommand,
+    InferenceChannels,
+)
 from facewatch.processes.child import ChildContext, ChildKind
 
 log = logging.getLogger(__name__)
@@ -96,9 +101,14 @@ class InferenceLoop:
         settings = analysis_settings(config)
         matcher = GalleryMatcher(self.gallery)
         track_ids = new_track_ids()  # one counter: track ids unique across cameras
+        library_views = config.library.embeddings_per_track \
+            if channels.library is not None and config.library.enabled else 0
+        embedder_sha = self.pipeline.embedder.manifest.sha256 if self.pipeline.embedder else ""
         self.cameras = {c.name: CameraAnalysis(c.name, settings, matcher, snapshots,
-                                               _metadata(self.gallery), track_ids)
+                                               _metadata(self.gallery), track_ids,
+                                               library_views, embedder_sha)
                         for c in config.enabled_cameras}
+        self._records_dropped = 0
         self.rings = {cam: FrameRing.attach(name) for cam, name in channels.rings.items()}
         live = frozenset(c.name for c in config.enabled_cameras if c.name not in channels.lossless)
         self.batcher = FrameBatcher(
@@ -145,6 +155,7 @@ class InferenceLoop:
             if cam in self._last_ts:
                 for event in analysis.end(self._last_ts[cam]):
                     self.events.send(event)
+        self._send_records()
         # what the publisher has not taken yet: give it a moment (the stop budget bounds it)
         if self.events.flush(timeout=1.0):
             log.warning("%d event(s) could not be handed to the publisher before stopping",
@@ -201,8 +212,28 @@ class InferenceLoop:
             self.metrics.frame_latency.observe(max(0.0, now - ref.capture_ts))
         for event in events:
             self.events.send(event)
+        self._send_records()
         self._analysed(metas)
         return len(frames)
+
+    def _send_records(self) -> None:
+        """Ended segments to the library process; what it cannot take now is dropped and
+        counted (the library is a record, not the pipeline: recognition never waits for it)."""
+        channel = self.channels.library
+        for analysis in self.cameras.values():
+            for record in analysis.take_records():
+                if channel is None:
+                    continue
+                try:
+                    channel.put_nowait(record)
+                except (queue.Full, ChannelError) as exc:
+                    self._records_dropped += 1
+                    self.metrics.library_dropped.labels(
+                        "queue_full" if isinstance(exc, queue.Full) else "too_large").inc()
+                    if self._records_dropped in (1, 10, 100) or self._records_dropped % 1000 == 0:
+                        log.warning("face library: %d track record(s) dropped so far (the "
+                                    "library process is not keeping up, or is restarting)",
+                                    self._records_dropped)
 
     def _analysed(self, refs: list[Any]) -> None:
         """Tell lossless sources these frames are done (their events are queued)."""
@@ -253,6 +284,7 @@ class InferenceLoop:
                 events = self.cameras[cam].end(self._last_ts[cam] + self.config.tracking.max_lost_s)
                 for event in events:
                     self.events.send(event)
+                self._send_records()
                 del self._last_frame_at[cam]
 
     def _count_superseded(self) -> None:

@@ -325,3 +325,4 @@ class InferenceChannels:
     events: Channel[Event]  # to the publisher
     control: Channel[ControlCommand]  # from the supervisor
     lossless: dict[str, LosslessCredit]  # camera → its credit, for lossless (non-live) cameras
+    library: Any = None  # Channel[TrackRecord] to the library process, when it runs

@@ -141,6 +141,8 @@ class Supervisor:
         self.control: Channel[ControlCommand] = Channel("control", ControlCodec())
         # Every published event again, for the api process (made only when it runs).
         self.api_events: Channel[Event] | None = None
+        # Ended track segments for the face library's process (made only when it runs).
+        self.library: Channel[Any] | None = None
         self._status_path: Path | None = None
         self._runtime_dir: Path | None = None
         self._status_at = 0.0
@@ -191,6 +193,12 @@ class Supervisor:
         if self.config.api.enabled:
             self.api_events = Channel("api-events", EventCodec(), EVENTS_CHANNEL_BYTES)
             self._add_api()
+        if self.config.library.enabled:
+            from facewatch.library import writer
+            from facewatch.library.records import TrackRecordCodec
+
+            self.library = Channel("library", TrackRecordCodec(), writer.CHANNEL_BYTES)
+            self._add_library()
         self._add_publisher()
         self._add_inference()
         for camera in self.config.enabled_cameras:
@@ -216,6 +224,11 @@ class Supervisor:
         return self._child("publisher", publisher_process.KIND, publisher_process.run_publisher,
                            (self.config, self.events, self.api_events, self._runtime_dir))
 
+    def _add_library(self) -> Child:
+        from facewatch.library import writer
+
+        return self._child("library", writer.KIND, writer.run_library, (self.config, self.library))
+
     def _add_api(self) -> Child:
         from facewatch.api import process as api_process
 
@@ -226,7 +239,8 @@ class Supervisor:
 
     def _add_inference(self) -> Child:
         channels = InferenceChannels({c: r.name for c, r in self.rings.items()}, self.frames,
-                                     self.events, self.control, dict(self.lossless))
+                                     self.events, self.control, dict(self.lossless),
+                                     self.library)
         return self._child("inference", inference_process.KIND, inference_process.run_inference,
                            (self.config, channels))
 
@@ -405,6 +419,12 @@ class Supervisor:
         if old.api != new.api and "api" in self.children and self.api_events is not None:
             self.children["api"].stop(timeout=2.0)
             self._add_api().start()
+        if (old.library != new.library or old.state_dir != new.state_dir) \
+                and "library" in self.children and self.library is not None:
+            self.children["library"].stop(timeout=3.0)
+            self._add_library().start()
+        if old.api.enabled != new.api.enabled or old.library.enabled != new.library.enabled:
+            log.warning("api.enabled and library.enabled take effect at the next start")
         if self.metrics:
             self.metrics.config_reloads.labels("ok").inc()
         log.info("reloaded %s", self.config_path)
@@ -424,7 +444,7 @@ class Supervisor:
             self._metrics_server.shutdown()
         if self._log_listener is not None:
             self._log_listener.stop()
-        for channel in (self.frames, self.events, self.control, self.api_events,
+        for channel in (self.frames, self.events, self.control, self.api_events, self.library,
                         self._log_channel):
             if channel is not None:
                 channel.close()

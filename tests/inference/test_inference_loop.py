@@ -16,6 +16,7 @@ from facewatch.config import load_resolved
 from facewatch.events import Event, FaceRecognized, FaceUnknown, TrackEnded, TrackStarted
 from facewatch.frames.ring import FrameRing
 from facewatch.inference.process import InferenceLoop
+from facewatch.library.records import Named, TrackRecordCodec
 from facewatch.metrics import Metrics
 from facewatch.processes.channels import (
     Channel,
@@ -62,10 +63,11 @@ def loop_parts(tmp_path: Path, models_dir: Path, examples: Path
     ring = FrameRing.create("stage", slots=6, max_width=640, max_height=360)
     channels = InferenceChannels({"stage": ring.name}, Channel("frames", FrameRefCodec()),
                                  Channel("events", EventCodec(), 4 << 20),
-                                 Channel("control", ControlCodec()), {})
+                                 Channel("control", ControlCodec()), {},
+                                 Channel("library", TrackRecordCodec(), 8 << 20))
     loop = InferenceLoop(config, channels, Metrics())
     yield loop, ring, channels
-    for channel in (channels.frames, channels.events, channels.control):
+    for channel in (channels.frames, channels.events, channels.control, channels.library):
         channel.close()
     ring.close()
 
@@ -97,6 +99,22 @@ def test_a_clip_becomes_tracks_and_names_frame_by_frame(
     ended = {e.track_id for e in events if isinstance(e, TrackEnded)}
     assert started and started == ended  # finish() ends every track it started
     assert all(e.camera == "stage" for e in events)
+    # the face library gets a record of every decided segment, named as the events said
+    records = []
+    while True:
+        try:
+            records.append(channels.library.get_nowait())
+        except queue.Empty:
+            break
+    decided = {e.track_id for e in events if isinstance(e, (FaceRecognized, FaceUnknown))}
+    assert {r.track_id for r in records} == decided
+    for record in records:
+        record.validate()
+        assert 1 <= record.embeddings.shape[0] <= loop.config.library.embeddings_per_track
+        assert list(record.qualities) == sorted(record.qualities, reverse=True)
+        assert isinstance(record.snapshot, bytes)
+    named_ids = {r.verdict.person_id for r in records if isinstance(r.verdict, Named)}
+    assert named_ids == {"lin", "obama"}
 
 
 def test_a_frame_overwritten_in_the_ring_is_dropped_not_misread(
