@@ -120,6 +120,7 @@ def test_the_daemon_serves_the_api_as_a_supervised_process(tmp_path: Path, model
         with pytest.raises(urllib.error.HTTPError) as refused:
             _get(url)
         assert refused.value.code == 401
+        refused.value.close()  # it holds the response's socket
         # killed, it is restarted like any other child
         api_pid = daemon.child("api")
         assert api_pid is not None
