@@ -14,11 +14,10 @@ file by `resolve()`, never written in the config, never logged.
 
 from __future__ import annotations
 
-import ipaddress
-
 from pydantic import Field, SecretStr, field_validator
 
 from facewatch.config.base import ConfigPath, Section, located_error
+from facewatch.config.outputs import check_bind_address
 
 API_TOKEN_CREDENTIAL = "api_token"
 # Shortest token accepted: a guessable token on a network port is no protection.
@@ -52,14 +51,7 @@ class ApiConfig(Section):
     @field_validator("bind")
     @classmethod
     def _check_bind(cls, value: str) -> str:
-        if value == "localhost":
-            return value
-        try:
-            ipaddress.ip_address(value)
-        except ValueError:
-            raise located_error((), f"{value!r} is not an IP address (use e.g. 127.0.0.1 or "
-                                    f"0.0.0.0)") from None
-        return value
+        return check_bind_address(value)
 
     @field_validator("token")
     @classmethod

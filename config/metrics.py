@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import ipaddress
-
 from pydantic import Field, field_validator, model_validator
 
 from facewatch.config.base import Section, located_error
-from facewatch.config.outputs import is_loopback_host
+from facewatch.config.outputs import check_bind_address, is_loopback_host
 
 _REMOTE_BIND_WHY = (
     "would serve metrics to the network: they name every camera and count its frames, "
@@ -29,14 +27,7 @@ class MetricsConfig(Section):
     @field_validator("bind")
     @classmethod
     def _check_bind(cls, value: str) -> str:
-        if value == "localhost":
-            return value
-        try:
-            ipaddress.ip_address(value)
-        except ValueError:
-            raise located_error((), f"{value!r} is not an IP address (use e.g. 127.0.0.1, :: or "
-                                    f"0.0.0.0)") from None
-        return value
+        return check_bind_address(value)
 
     @model_validator(mode="after")
     def _check_remote(self) -> MetricsConfig:

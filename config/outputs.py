@@ -57,6 +57,19 @@ def parse_zmq_bind(endpoint: str) -> tuple[str, str, str]:
     return scheme, host, port
 
 
+def check_bind_address(value: str) -> str:
+    """A listening address for an HTTP endpoint: an IP address or localhost (a field
+    validator's body: raises the located error)."""
+    if value == "localhost":
+        return value
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise located_error((), f"{value!r} is not an IP address (use e.g. 127.0.0.1, :: or "
+                                f"0.0.0.0)") from None
+    return value
+
+
 def is_loopback_host(host: str) -> bool:
     if host in ("localhost", "lo"):
         return True
