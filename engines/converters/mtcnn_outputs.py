@@ -46,13 +46,21 @@ def level_size(height: int, width: int, scale: float) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class PackedLevel:
-    """Where one pyramid level sits inside the packed P-Net canvas."""
+    """Where one pyramid level, or a patch of one, sits inside a packed P-Net canvas.
+
+    A patch starts `origin_y` rows and `origin_x` columns into its level (both even, so
+    P-Net's stride-2 grid on the patch is the level's own grid); a whole level starts at 0.
+    `frame` says which frame of a batch the patch belongs to (region canvases hold patches
+    of several frames)."""
 
     scale: float
     top: int
     left: int
     height: int
     width: int
+    origin_y: int = 0
+    origin_x: int = 0
+    frame: int = 0
 
 
 @dataclass(frozen=True)
@@ -146,35 +154,57 @@ def _split_free(free: list[tuple[int, int, int, int]], used: tuple[int, int, int
 
 
 def cell_levels(layout: PyramidLayout, out_height: int, out_width: int) -> np.ndarray:
-    """For each P-Net output cell of the canvas, the level holding its whole window, or -1."""
-    wy = np.arange(out_height)[:, None] * PNET_STRIDE
-    wx = np.arange(out_width)[None, :] * PNET_STRIDE
+    """For each P-Net output cell of the canvas, the level (or patch) holding its whole window,
+    or -1.  Cell (i, j) sees canvas rows 2i..2i+11 and columns 2j..2j+11."""
     levels = np.full((out_height, out_width), -1, np.int32)
     for i, lv in enumerate(layout.levels):
-        inside = ((wx >= lv.left) & (wx + PNET_CELL <= lv.left + lv.width)
-                  & (wy >= lv.top) & (wy + PNET_CELL <= lv.top + lv.height))
-        levels[inside] = i
+        # first and last cell whose 12-px window lies inside the level, in each direction
+        y0, x0 = -(-lv.top // PNET_STRIDE), -(-lv.left // PNET_STRIDE)
+        y1 = (lv.top + lv.height - PNET_CELL) // PNET_STRIDE
+        x1 = (lv.left + lv.width - PNET_CELL) // PNET_STRIDE
+        if y1 >= y0 and x1 >= x0:
+            levels[y0:min(y1 + 1, out_height), x0:min(x1 + 1, out_width)] = i
     return levels
+
+
+def normalise(canvas: np.ndarray) -> np.ndarray:
+    """Normalise a canvas of 0..255 float32 pixels in place as MTCNN's networks take them,
+    (x - 127.5) / 128, and return it."""
+    canvas -= MEAN
+    canvas *= SCALE
+    return canvas
 
 
 def pnet_candidates(prob: np.ndarray, reg: np.ndarray, layout: PyramidLayout, levels: np.ndarray,
                     threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Turn one canvas's P-Net maps into candidate boxes in frame coordinates.
 
+    Returns boxes (K, 4), scores (K,) and offsets (K, 4); see `pnet_patch_candidates`."""
+    boxes, scores, offsets, _ = pnet_patch_candidates(prob, reg, layout, levels, threshold)
+    return boxes, scores, offsets
+
+
+def pnet_patch_candidates(prob: np.ndarray, reg: np.ndarray, layout: PyramidLayout,
+                          levels: np.ndarray, threshold: float
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Candidate boxes of one canvas, with the index of the level or patch each came from.
+
     Within a level, P-Net's windows are equal squares 2 cells apart, and two of them overlap by
     more than MTCNN's per-level NMS threshold (IoU 0.5) exactly when they are 8-neighbours.  So
     the per-level NMS is done as "keep cells that are the maximum of their 3x3 neighbourhood":
-    one dilation over the whole canvas instead of a greedy loop over hundreds of cells.
+    one dilation over the whole canvas instead of a greedy loop over hundreds of cells.  (In a
+    patch, a cell on the patch's edge is compared only with the cells inside it.)
 
-    Returns boxes (K, 4), scores (K,) and offsets (K, 4).
+    Returns boxes (K, 4), scores (K,), offsets (K, 4) and patch indices (K,) into
+    `layout.levels`.
     """
     valid = np.where(levels >= 0, prob, 0.0).astype(np.float32)
     peaks = (valid >= threshold) & (valid >= cv2.dilate(valid, np.ones((3, 3), np.uint8)))
     ys, xs = np.nonzero(peaks)
     level_idx = levels[ys, xs]
-    tops = np.array([lv.top for lv in layout.levels], np.float32)[level_idx]
-    lefts = np.array([lv.left for lv in layout.levels], np.float32)[level_idx]
-    scales = np.array([lv.scale for lv in layout.levels], np.float32)[level_idx]
+    table = np.array([(lv.top - lv.origin_y, lv.left - lv.origin_x, lv.scale)
+                      for lv in layout.levels], np.float32).reshape(-1, 3)[level_idx]
+    tops, lefts, scales = table[:, 0], table[:, 1], table[:, 2]
     # The cell's box as MTCNN's authors map it back to the frame (their MATLAB code, kept by
     # every port): [(2j + 1) / s, (2j + 12) / s], slightly smaller than the 12-px window.  P-Net's
     # box offsets were trained against this box; using the exact window instead measurably lost
@@ -183,7 +213,42 @@ def pnet_candidates(prob: np.ndarray, reg: np.ndarray, layout: PyramidLayout, le
     gy = ys * PNET_STRIDE - tops
     boxes = np.stack([(gx + 1) / scales, (gy + 1) / scales,
                       (gx + PNET_CELL) / scales, (gy + PNET_CELL) / scales], axis=1).astype(np.float32)
-    return boxes, prob[ys, xs].astype(np.float32), reg[:, ys, xs].T.astype(np.float32)
+    return (boxes, prob[ys, xs].astype(np.float32), reg[:, ys, xs].T.astype(np.float32),
+            level_idx.astype(np.int32))
+
+
+def pack_patches(sizes: list[tuple[int, int]], scales: list[float], origins: list[tuple[int, int]],
+                 frames: list[int], align: int = 16) -> PyramidLayout:
+    """Pack patches of pyramid levels (of any frames) into one canvas, tallest first, in
+    rows ("shelves") of a canvas about as wide as it is tall.
+
+    Built per call (regions change every frame), so it is a simple shelf packer rather than
+    the MaxRects search of `pack_pyramid`.  The canvas's sides are rounded up to `align`, so
+    consecutive calls mostly repeat a few shapes (ONNX Runtime and TensorRT plan per shape).
+    Patches sit at even offsets.
+    """
+    if not sizes:
+        return PyramidLayout(0, 0, ())
+    area = sum(_even_up(h) * _even_up(w) for h, w in sizes)
+    widest = max(_even_up(w) for _, w in sizes)
+    canvas_w = _round_up(max(widest, int(math.sqrt(area) * 1.15)), align)
+    order = sorted(range(len(sizes)), key=lambda k: (-sizes[k][0], -sizes[k][1]))
+    placed: dict[int, PackedLevel] = {}
+    x = y = shelf = 0
+    for i in order:
+        h, w = sizes[i]
+        if x + _even_up(w) > canvas_w:
+            x, y, shelf = 0, y + shelf, 0
+        oy, ox = origins[i]
+        placed[i] = PackedLevel(scales[i], y, x, h, w, oy, ox, frames[i])
+        x += _even_up(w)
+        shelf = max(shelf, _even_up(h))
+    canvas_h = _round_up(y + shelf, align)
+    return PyramidLayout(canvas_h, canvas_w, tuple(placed[i] for i in range(len(sizes))))
+
+
+def _round_up(v: int, step: int) -> int:
+    return -(-v // step) * step
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, groups: np.ndarray | None = None,
@@ -236,6 +301,35 @@ def square(boxes: np.ndarray) -> np.ndarray:
     return np.concatenate([centre - side / 2, centre + side / 2], axis=1).astype(np.float32)
 
 
+# Where R-Net looks for a tracked face: squares around its predicted box at several sizes
+# (dx, dy as fractions of the box's longer side, and the square's side as a fraction of it),
+# since a prediction is off by a little and MTCNN's final boxes are taller than the squares
+# its earlier stages see.  On the Hamilton clip at 10 fps, these nine re-find 147 of 150
+# faces from their previous frame's box alone (seven squares of the full side and shifts of
+# it: 138; the box squared alone: 117); the four lower ones keep the gated detector's
+# tracks of the clip's audience (Michelle Obama at 60 px) from dropping a frame now and then.
+REFRESH_VARIANTS: tuple[tuple[float, float, float], ...] = (
+    (0.0, 0.0, 1.0), (0.0, 0.0, 0.8), (0.0, 0.0, 0.65), (0.0, 0.0, 1.25),
+    (-0.12, 0.0, 0.8), (0.12, 0.0, 0.8), (0.0, -0.12, 0.8), (0.0, 0.12, 0.8),
+    (0.0, -0.1, 0.65),
+    # MTCNN's final boxes reach up over the forehead: the face P-Net would see sits lower
+    (0.0, 0.1, 0.65), (0.0, 0.12, 0.5), (-0.1, 0.1, 0.6), (0.1, 0.1, 0.6))
+
+
+def refresh_candidates(boxes: np.ndarray,
+                       variants: tuple[tuple[float, float, float], ...] = REFRESH_VARIANTS
+                       ) -> np.ndarray:
+    """R-Net candidates around predicted face boxes: (K, 4) → (K * V, 4), V per box in order."""
+    sq = square(boxes.astype(np.float32).reshape(-1, 4))
+    centre = (sq[:, :2] + sq[:, 2:]) / 2
+    side = sq[:, 2:3] - sq[:, 0:1]
+    v = np.asarray(variants, np.float32)
+    c = centre[:, None, :] + v[None, :, :2] * side[:, None, :]  # (K, V, 2)
+    half = (side[:, None, :] * v[None, :, 2:3]) / 2  # (K, V, 1)
+    out: np.ndarray = np.concatenate([c - half, c + half], axis=2).reshape(-1, 4).astype(np.float32)
+    return out
+
+
 def landmarks_from_onet(boxes: np.ndarray, points: np.ndarray) -> np.ndarray:
     """O-Net gives x1..x5, y1..y5 as fractions of its input box; return (K, 5, 2).
 
@@ -249,29 +343,41 @@ def landmarks_from_onet(boxes: np.ndarray, points: np.ndarray) -> np.ndarray:
     return np.stack([xs, ys], axis=2).astype(np.float32)
 
 
-@dataclass(frozen=True)
 class Pyramid:
-    """One frame at several scales, finest first, as uint8 RGB; scale 1.0 is the frame itself.
+    """One frame at several scales, finest first, as uint8 RGB; level 0 is the frame itself.
 
     The levels are area-downsampled (cv2.INTER_AREA), so sampling a box bilinearly from the
     level where it is just larger than the network input gives nearly what area resampling of
     the full frame would, at the cost of one cv2.remap per level instead of a resize per box.
+
+    Levels are made when first asked for (each from the one before it), so a frame that only
+    needs crops of a few large faces, or P-Net over a few fine levels, pays only for those.
     """
 
-    images: tuple[np.ndarray, ...]  # the frame, then one image per P-Net scale
-    scales: tuple[tuple[float, float], ...]  # (x, y) scale of each image
+    def __init__(self, frame: np.ndarray, scales: list[float]) -> None:
+        h, w = frame.shape[:2]
+        self.sizes: tuple[tuple[int, int], ...] = ((h, w), *(level_size(h, w, s) for s in scales))
+        # (x, y) scale of each image, from its actual size
+        self.scales: tuple[tuple[float, float], ...] = tuple((lw / w, lh / h) for lh, lw in self.sizes)
+        self._images: list[np.ndarray] = [frame]
 
     @staticmethod
     def build(frame: np.ndarray, scales: list[float]) -> Pyramid:
-        h, w = frame.shape[:2]
-        images, factors = [frame], [(1.0, 1.0)]
-        for s in scales:
-            lh, lw = level_size(h, w, s)
+        return Pyramid(frame, scales)
+
+    def image(self, index: int) -> np.ndarray:
+        """Image `index` (0: the frame, i: P-Net scale i - 1)."""
+        while len(self._images) <= index:
             # Each level from the previous one: the same area filter on ever smaller sources
             # costs a fraction of resizing the full frame every time.
-            images.append(cv2.resize(images[-1], (lw, lh), interpolation=cv2.INTER_AREA))
-            factors.append((lw / w, lh / h))
-        return Pyramid(tuple(images), tuple(factors))
+            lh, lw = self.sizes[len(self._images)]
+            self._images.append(cv2.resize(self._images[-1], (lw, lh), interpolation=cv2.INTER_AREA))
+        return self._images[index]
+
+    @property
+    def images(self) -> tuple[np.ndarray, ...]:
+        """The frame and every level."""
+        return tuple(self.image(i) for i in range(len(self.sizes)))
 
 
 def crop_boxes(pyramids: list[Pyramid], image_idx: np.ndarray, boxes: np.ndarray,
@@ -302,7 +408,7 @@ def crop_boxes(pyramids: list[Pyramid], image_idx: np.ndarray, boxes: np.ndarray
             ys = (b[:, 1:2] + t[None, :] * (b[:, 3:4] - b[:, 1:2])) * fy - 0.5
             map_x = np.broadcast_to(xs[:, None, :], (sel.size, size, size)).reshape(-1, size)
             map_y = np.broadcast_to(ys[:, :, None], (sel.size, size, size)).reshape(-1, size)
-            crops = _remap(pyr.images[li], map_x, map_y, size)
+            crops = _remap(pyr.image(int(li)), map_x, map_y, size)
             out.reshape(k, size, size, 3)[sel] = crops.reshape(sel.size, size, size, 3)
     x = out.reshape(k, size, size, 3).transpose(0, 3, 1, 2).astype(np.float32)
     x -= MEAN

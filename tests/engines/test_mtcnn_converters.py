@@ -114,6 +114,56 @@ def test_pack_pyramid_layout(height: int, width: int) -> None:
     assert layout.canvas_height * layout.canvas_width <= 1.6 * area + 64 * layout.canvas_width
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_pack_patches_layout(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 40))
+    sizes = [(int(rng.integers(12, 200)), int(rng.integers(12, 300))) for _ in range(n)]
+    origins = [(2 * int(rng.integers(0, 50)), 2 * int(rng.integers(0, 50))) for _ in range(n)]
+    layout = conv.pack_patches(sizes, [0.5] * n, origins, list(range(n)))
+    assert layout.canvas_height % 16 == 0 and layout.canvas_width % 16 == 0
+    rects = []
+    for i, (p, size, origin) in enumerate(zip(layout.levels, sizes, origins)):
+        assert (p.height, p.width) == size and (p.origin_y, p.origin_x) == origin and p.frame == i
+        assert p.top % 2 == 0 and p.left % 2 == 0
+        assert p.top + p.height <= layout.canvas_height and p.left + p.width <= layout.canvas_width
+        rects.append((p.top, p.left, p.top + p.height, p.left + p.width))
+    for i, a in enumerate(rects):
+        for b in rects[i + 1:]:
+            assert not (min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1]))
+    area = sum(h * w for h, w in sizes)
+    assert layout.canvas_height * layout.canvas_width <= 2.5 * area + 16 * (layout.canvas_width + layout.canvas_height)
+    assert conv.pack_patches([], [], [], []).levels == ()
+
+
+@pytest.mark.parametrize("height, width", FRAME_SIZES[:3])
+def test_cell_levels_holds_every_window_inside_its_level(height: int, width: int) -> None:
+    layout = conv.pack_pyramid(height, width, conv.pyramid_scales(height, width, 20.0, 0.709))
+    out_h = (layout.canvas_height - conv.PNET_CELL) // 2 + 1
+    out_w = (layout.canvas_width - conv.PNET_CELL) // 2 + 1
+    levels = conv.cell_levels(layout, out_h, out_w)
+    wy = np.arange(out_h)[:, None] * 2
+    wx = np.arange(out_w)[None, :] * 2
+    expected = np.full((out_h, out_w), -1)
+    for i, lv in enumerate(layout.levels):
+        inside = ((wx >= lv.left) & (wx + 12 <= lv.left + lv.width)
+                  & (wy >= lv.top) & (wy + 12 <= lv.top + lv.height))
+        expected[inside] = i
+    np.testing.assert_array_equal(levels, expected)
+
+
+def test_refresh_candidates_surround_the_box() -> None:
+    boxes = np.array([[100, 50, 160, 130], [0, 0, 20, 20]], np.float32)
+    out = conv.refresh_candidates(boxes)
+    v = len(conv.REFRESH_VARIANTS)
+    assert out.shape == (2 * v, 4)
+    sides = out[:, 2] - out[:, 0]
+    np.testing.assert_allclose(sides, out[:, 3] - out[:, 1], rtol=1e-5)  # squares
+    np.testing.assert_allclose(out[0], conv.square(boxes[:1])[0])  # the first: the box squared
+    centres = (out[:v, :2] + out[:v, 2:]) / 2
+    assert (np.abs(centres - [130, 90]) <= 0.15 * 80 + 1e-3).all()  # around the face
+
+
 def test_pyramid_scales_reach_down_to_one_cell() -> None:
     scales = conv.pyramid_scales(360, 640, 20.0, 0.709)
     assert scales[0] == pytest.approx(12 / 20)
@@ -164,3 +214,38 @@ def test_packed_pnet_equals_pnet_per_level(pnet: OnnxRuntimeRunner, shared_dir: 
         for name in ("prob", "reg"):
             np.testing.assert_allclose(packed[name][0][:, ys, xs], alone[name][0][:, ly, lx],
                                        atol=1e-5, err_msg=f"level {i} {name}")
+
+
+def test_p_net_on_a_patch_equals_p_net_on_its_level(pnet: OnnxRuntimeRunner, shared_dir: Path) -> None:
+    """Candidates from a patch of a level (at even offsets) are the level's own candidates in
+    the patch's window, mapped to the same frame coordinates."""
+    frame = _hamilton_frame(shared_dir)
+    h, w = frame.shape[:2]
+    scales = conv.pyramid_scales(h, w, 20.0, 0.709)
+    pyramid = conv.Pyramid.build(frame, scales)
+    li = 1
+    level = pyramid.image(li + 1)
+    whole = conv.PyramidLayout(level.shape[0], level.shape[1],
+                               (conv.PackedLevel(scales[li], 0, 0, *level.shape[:2]),))
+    out = pnet.run({"input": _normalised(level)})
+    all_boxes, all_scores, _, _ = conv.pnet_patch_candidates(
+        out["prob"][0, 1], out["reg"][0], whole, conv.cell_levels(whole, *out["prob"].shape[2:]), 0.6)
+    oy, ox, ph, pw = 40, 100, 80, 120
+    patch = conv.pack_patches([(ph, pw)], [scales[li]], [(oy, ox)], [0])
+    canvas = np.zeros((1, 3, patch.canvas_height, patch.canvas_width), np.float32)
+    p = patch.levels[0]
+    canvas[0, :, p.top:p.top + ph, p.left:p.left + pw] = _normalised(level[oy:oy + ph, ox:ox + pw])[0]
+    out = pnet.run({"input": canvas})
+    boxes, scores, _, idx = conv.pnet_patch_candidates(
+        out["prob"][0, 1], out["reg"][0], patch, conv.cell_levels(patch, *out["prob"].shape[2:]), 0.6)
+    assert (idx == 0).all()
+    # the level's candidates whose window lies inside the patch
+    gx = all_boxes[:, 0] * scales[li] - 1
+    gy = all_boxes[:, 1] * scales[li] - 1
+    inside = (gx >= ox - 1e-3) & (gx + 12 <= ox + pw + 1e-3) & (gy >= oy - 1e-3) & (gy + 12 <= oy + ph + 1e-3)
+    assert inside.sum() > 0 and boxes.shape[0] > 0
+    # the patch's 3x3 peak test sees no neighbours beyond its edge: it may keep a few more
+    for box, score in zip(all_boxes[inside], all_scores[inside]):
+        match = np.abs(boxes - box).max(axis=1) < 1e-3
+        assert match.any(), box
+        np.testing.assert_allclose(scores[match], score, atol=1e-5)
