@@ -66,6 +66,12 @@ class BoxKalman:
         self.mean[2:4] = np.maximum(self.mean[2:4], MIN_SIDE)
         self.cov = f @ self.cov @ f.T + q
 
+    def predicted_box(self, dt: float) -> np.ndarray:
+        """The box `dt` seconds ahead (x1, y1, x2, y2), leaving the filter as it is."""
+        mean = self.mean[:4] + max(dt, 0.0) * self.mean[4:]
+        mean[2:4] = np.maximum(mean[2:4], MIN_SIDE)
+        return cxcywh_to_xyxy(mean)
+
     def correct(self, box: np.ndarray) -> None:
         z = xyxy_to_cxcywh(box)
         r = np.diag((self.noise.measurement * _scale(self.mean[:4])) ** 2)

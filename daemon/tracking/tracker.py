@@ -219,6 +219,19 @@ class FaceTracker:
 
         return self._report(len(detections), capture_ts, started, reacquired, ended)
 
+    def predicted(self, capture_ts: float) -> list[tuple[int, TrackState, Box]]:
+        """Where every track still alive at `capture_ts` should be then: (id, state, box),
+        without changing anything -- what a detector needs to know before this frame's
+        `update` (where to refresh known faces, where to look for new ones)."""
+        dt = 0.0 if self._last_ts is None else max(0.0, capture_ts - self._last_ts)
+        out = []
+        for t in self._tracks:
+            if capture_ts - t.last_ts > self.settings.max_lost_s:
+                continue
+            x1, y1, x2, y2 = (float(v) for v in t.kalman.predicted_box(dt))
+            out.append((t.id, t.state, (x1, y1, x2, y2)))
+        return out
+
     def end_all(self, capture_ts: float | None = None) -> TrackUpdate:
         """End every track (the stream stopped or the camera went offline)."""
         ts = self._last_ts if capture_ts is None else capture_ts

@@ -325,3 +325,17 @@ def test_policy_forgets_ended_tracks() -> None:
         policy.select(tracker.update(dets((100, 100, 60, 80, 0.99)), i / FPS), q)
     policy.select(tracker.update(dets(), 1.0), q)
     assert policy._memory == {}
+
+
+def test_predicted_boxes_change_nothing() -> None:
+    tracker = FaceTracker()
+    run(tracker, [dets(f) for f in moving(100.0, 200.0, 5)])  # 20 px per frame to the right
+    before = tracker.predicted(0.5)
+    ((tid, state, box),) = before
+    assert state is TrackState.CONFIRMED
+    assert box[0] == pytest.approx(100.0 + 200.0 * 0.5, abs=8.0)  # where it will be at 0.5 s
+    assert tracker.predicted(0.5) == before  # asking twice gives the same answer
+    update = tracker.update(dets((200.0, 100.0, 60.0, 80.0, 0.99)), 0.5)
+    assert update.detection_tracks == (tid,)
+    # a track past max_lost_s by then is not predicted at all
+    assert tracker.predicted(0.5 + TrackerSettings().max_lost_s + 0.1) == []

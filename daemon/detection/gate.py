@@ -1,0 +1,159 @@
+"""One camera's detection gate: given a frame and where its tracked faces should be now, what
+is worth running the detector on.
+
+- a camera with no change and no live track runs nothing at all;
+- a tracked face is refreshed: R-Net and O-Net on its predicted box (no pyramid search);
+- P-Net searches only where a new face can be: where a face would overlap pixels that
+  changed (the detector grows the motion mask by each pyramid level's face size), outside the
+  tracked faces, and around tracks that are not yet confirmed or were lost for a moment;
+- the whole frame is searched when the whole picture changed (the first frame, an IR switch,
+  a PTZ camera moving fast, a cut) and every `full_frame_every_s` seconds as a safety net (a
+  face that appeared without moving); the detector also searches it whole when the motion
+  would cost about as much;
+- with `motion` off, every frame is searched whole, exactly as a plain detector does.
+
+Pure logic over frames and boxes: no clock (time is the frames' capture time), no networks;
+`MtcnnDetector.run` serves the `DetectionRequest`s it returns, for a whole batch at once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from facewatch.detection.detections import Detections
+from facewatch.detection.motion import Motion, MotionDetector, MotionSettings
+from facewatch.detection.requests import Box, DetectionRequest, Region
+from facewatch.errors import ConfigError
+
+# "untracked": a face found in the previous frame that no track follows (its score too low to
+# start one); refreshed like a track, so a face the full detector finds frame after frame is
+# found by the gated one too.
+TrackState = Literal["tentative", "confirmed", "lost", "untracked"]
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    """One camera's detection settings (`cameras[].detection` over `inference` defaults)."""
+
+    # Smallest face to find, in pixels of the analysed frame.
+    min_face: float = 40.0
+    # Look only where the picture changed and where tracked faces are; False: every frame whole.
+    motion: bool = True
+    # The whole frame at least this often (seconds of capture time) while gating; 0: always.
+    full_frame_every_s: float = 5.0
+    # Grey levels a pixel must change by to be motion (see `MotionSettings.threshold`).
+    motion_threshold: float = 15.0
+    # Periodic full passes are offset by this fraction of their period, so that cameras
+    # started together do not all search whole frames in the same batch.
+    phase: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.min_face < 12:
+            raise ConfigError(f"detection: min_face must be at least 12 pixels, got {self.min_face}")
+        if self.full_frame_every_s < 0:
+            raise ConfigError(f"detection: full_frame_every_s must be >= 0, got "
+                              f"{self.full_frame_every_s}")
+        if not 0 <= self.phase < 1:
+            raise ConfigError(f"detection: phase must be in [0, 1), got {self.phase}")
+
+
+@dataclass(frozen=True)
+class TrackHint:
+    """A live track, as the gate needs it: where its face should be in this frame."""
+
+    box: Box  # predicted for this frame's capture time, x1 y1 x2 y2
+    state: TrackState
+
+
+class DetectionGate:
+    """Per camera; `plan` is fed the camera's frames in capture order."""
+
+    def __init__(self, settings: GateSettings = GateSettings()) -> None:
+        self.settings = settings
+        self.motion = MotionDetector(settings.min_face,
+                                     MotionSettings(threshold=settings.motion_threshold))
+        self._next_full: float | None = None
+        self.last_motion: Motion | None = None
+
+    def reset(self) -> None:
+        """Forget the picture (a stream that stopped): the next frame is searched whole."""
+        self.motion.reset()
+        self._next_full = None
+
+    def plan(self, frame: np.ndarray, capture_ts: float, tracks: Sequence[TrackHint] = ()
+             ) -> DetectionRequest:
+        """What to detect in `frame` (RGB, H x W x 3), given the live tracks' predicted boxes."""
+        s = self.settings
+        if not s.motion or s.full_frame_every_s == 0:
+            return DetectionRequest.full(s.min_face)
+        height, width = frame.shape[:2]
+        motion = self.motion.update(frame, capture_ts)
+        self.last_motion = motion
+        refresh = tuple(_clip(t.box, width, height) for t in tracks)
+        if motion.global_change or self._next_full is None or capture_ts >= self._next_full:
+            self._schedule(capture_ts, first=self._next_full is None)
+            return DetectionRequest.full(s.min_face, refresh)
+        regions = tuple(self._around(t, width, height) for t in tracks
+                        if t.state in ("tentative", "lost"))
+        mask = None
+        if motion.mask is not None and motion.mask.any():
+            # a change inside a tracked face is that face moving: its refresh covers it
+            mask = motion.mask.copy()
+            mh, mw = mask.shape
+            for t in tracks:
+                x1, y1, x2, y2 = _grow(t.box, 0.3)
+                mask[max(0, int(y1 * mh / height)):max(0, int(math.ceil(y2 * mh / height))),
+                     max(0, int(x1 * mw / width)):max(0, int(math.ceil(x2 * mw / width)))] = 0
+        return DetectionRequest(motion=mask, regions=regions, refresh=refresh, min_face=s.min_face)
+
+    # ------------------------------------------------------------------------------------
+
+    def _schedule(self, now: float, first: bool = False) -> None:
+        period = self.settings.full_frame_every_s
+        # the first period is shortened by the phase, then the offset stays
+        self._next_full = now + period * ((1.0 - self.settings.phase) if first else 1.0)
+
+    def _around(self, track: TrackHint, width: int, height: int) -> Region:
+        """P-Net around a track that is new (it needs a second detection to be confirmed) or
+        lost (its face turned away, or moved faster than predicted), at its face's scales."""
+        x1, y1, x2, y2 = track.box
+        side = max(x2 - x1, y2 - y1, 1.0)
+        pad = side * (1.0 if track.state == "lost" else 0.5)
+        box = _clip((x1 - pad, y1 - pad, x2 + pad, y2 + pad), width, height)
+        return Region(box, max(self.settings.min_face, 0.6 * side), 1.6 * side)
+
+
+def track_hints(predicted: Sequence[tuple[int, str, Box]], untracked: Sequence[Box] = ()
+                ) -> list[TrackHint]:
+    """Hints from a tracker's `predicted` (id, state, box) list and the boxes of the previous
+    frame's faces that no track took."""
+    hints = [TrackHint(box, _STATES[str(state)]) for _, state, box in predicted
+             if str(state) in _STATES]
+    return hints + [TrackHint(box, "untracked") for box in untracked]
+
+
+_STATES: dict[str, TrackState] = {"tentative": "tentative", "confirmed": "confirmed",
+                                  "lost": "lost"}
+
+
+def untracked_boxes(detections: Detections, taken: Iterable[int | None]) -> list[Box]:
+    """The boxes of `detections` whose index is not in `taken` (those a track took)."""
+    used = {i for i in taken if i is not None}
+    return [_clip(b, 1 << 30, 1 << 30) for i, b in enumerate(detections.boxes.tolist())
+            if i not in used]
+
+
+def _grow(b: Sequence[float], by: float) -> Box:
+    dx, dy = by * (b[2] - b[0]), by * (b[3] - b[1])
+    return (b[0] - dx, b[1] - dy, b[2] + dx, b[3] + dy)
+
+
+def _clip(box: Sequence[float], width: int, height: int) -> Box:
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return (min(max(x1, 0.0), width), min(max(y1, 0.0), height),
+            min(max(x2, 0.0), width), min(max(y2, 0.0), height))
