@@ -43,7 +43,24 @@ class InferenceConfig(Section):
         default=False, description="Also embed the mirrored face and average (twice the embedding cost).")
     min_face: float = Field(
         default=40.0, ge=12, le=4096,
-        description="Smallest face side to detect, in pixels of the analysed frame; smaller is slower.")
+        description="Smallest face side to detect, in pixels of the analysed frame; smaller is "
+                    "slower.  Default of every camera's detection.min_face.")
+    motion: bool = Field(
+        default=True,
+        description="Run the detector only where it can find something: tracked faces are "
+                    "re-found on their predicted boxes, new faces are looked for where the "
+                    "picture changed, and a still camera with no face costs next to nothing.  "
+                    "false: the whole frame every frame.  Default of every camera's "
+                    "detection.motion.")
+    full_frame_every_s: float = Field(
+        default=5.0, ge=0, le=3600,
+        description="With motion on, search the whole frame at least this often (seconds), "
+                    "for faces that appeared without moving; 0: every frame.  Default of every "
+                    "camera's detection.full_frame_every_s.")
+    motion_threshold: float = Field(
+        default=15.0, ge=1, le=255,
+        description="Grey levels (0-255) a pixel must change by to count as motion; raise it "
+                    "for a noisy picture.  Default of every camera's detection.motion_threshold.")
     scale_factor: float = Field(
         default=0.709, ge=0.5, le=0.95, description="Ratio between image pyramid levels of the detector.")
 

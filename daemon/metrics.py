@@ -43,6 +43,11 @@ class Metrics:
             "facewatch_frames_dropped_total",
             "Frames dropped before analysis, per camera and where (queue full, superseded by a "
             "newer frame, overwritten in the ring)", ["camera", "where"], registry=r)
+        self.detector_work = Counter(
+            "facewatch_detector_frames_total",
+            "Analysed frames per camera by what the detector ran on them: full (the whole "
+            "frame), regions (where the picture changed, and tracked faces), refresh (tracked "
+            "faces only), none (nothing changed, no face)", ["camera", "work"], registry=r)
         self.reconnects = Counter(
             "facewatch_stream_reconnects_total", "Reconnection attempts, per camera", ["camera"],
             registry=r)

@@ -15,6 +15,7 @@ from facewatch.alignment.five_point import align_faces
 from facewatch.detection.detections import Detections
 from facewatch.detection.detector import MtcnnDetector, MtcnnSettings
 from facewatch.detection.quality import face_quality
+from facewatch.detection.requests import DetectionRequest
 from facewatch.embedding.embedder import Embedder
 from facewatch.engines import catalog
 from facewatch.engines.backends.base import BackendOptions
@@ -93,12 +94,15 @@ class FacePipeline:
     def detect(self, images: list[np.ndarray]) -> list[Detections]:
         return self.detector.detect_batch(images)
 
-    def analyze(self, images: list[np.ndarray], embed: bool = True) -> list[AnalyzedFaces]:
+    def analyze(self, images: list[np.ndarray], embed: bool = True,
+                requests: list[DetectionRequest] | None = None) -> list[AnalyzedFaces]:
         """Detect, align, score and (optionally) embed every face of every image.
 
-        All crops of all images are embedded in one batched call.
+        `requests` (one per image) say what the detector runs on each (see
+        `MtcnnDetector.run`); without them, every image is searched whole.  All crops of all
+        images are embedded in one batched call.
         """
-        detections = self.detect(images)
+        detections = self.detect(images) if requests is None else self.detector.run(images, requests)
         crops = [align_faces(img, d.landmarks) for img, d in zip(images, detections)]
         embeddings: list[np.ndarray | None] = [None] * len(images)
         if embed and self.embedder is not None:

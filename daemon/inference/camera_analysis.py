@@ -1,9 +1,11 @@
 """One camera's share of the inference process: tracks → who to embed → identities → events.
 
-The inference process owns one `CameraAnalysis` per camera and drives it in two halves per
-frame, so that the faces to embed from every camera in a batch go through the embedder in one
-call: `select` (after detection) says which faces need an embedding, `apply` (after
-embedding) updates identities and returns the events.
+The inference process owns one `CameraAnalysis` per camera and drives it in three steps per
+frame, so that every camera's frame of a batch goes through the detector, and the faces to
+embed from every camera through the embedder, in one call each: `plan` (before detection) says
+what the detector should run on the frame -- its camera's `DetectionGate` decides from motion
+and where the tracked faces should be --, `select` (after detection) says which faces need an
+embedding, `apply` (after embedding) updates identities and returns the events.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from facewatch.detection.gate import DetectionGate, GateSettings, track_hints, untracked_boxes
+from facewatch.detection.requests import Box, DetectionRequest
 from facewatch.events.schema import (
     Event,
     FaceRecognized,
@@ -68,10 +72,14 @@ class CameraAnalysis:
     def __init__(self, camera: str, settings: AnalysisSettings, matcher: Any,
                  snapshots: SnapshotStore | None, metadata_of: Any = None,
                  track_ids: Iterator[int] | None = None, library_views: int = 0,
-                 embedder_sha256: str = "") -> None:
+                 embedder_sha256: str = "", detection: GateSettings | None = None) -> None:
         """`library_views`: keep that many best views per published segment and make a
-        `TrackRecord` of each ended segment in `records` (0: none, the library is off)."""
+        `TrackRecord` of each ended segment in `records` (0: none, the library is off).
+        `detection`: this camera's detection gate settings."""
         self.camera = camera
+        self.gate = DetectionGate(detection or GateSettings())
+        # faces of the last frame that no track took (too weak to start one): refreshed too
+        self._untracked: list[Box] = []
         self.tracker = FaceTracker(settings.tracker)
         self.policy = EmbedPolicy(settings.policy)
         self.identity = IdentityStage(matcher, settings.identity)
@@ -109,6 +117,14 @@ class CameraAnalysis:
         if metadata_of is not None:
             self._metadata_of = metadata_of
 
+    def plan(self, frame: np.ndarray, capture_ts: float) -> DetectionRequest:
+        """What the detector should run on this frame: nothing, the boxes of the tracked faces,
+        regions where the picture changed, or the whole frame (see `DetectionGate`)."""
+        if capture_ts <= self._last_ts:
+            return DetectionRequest()  # `select` will ignore this frame
+        return self.gate.plan(frame, capture_ts,
+                              track_hints(self.tracker.predicted(capture_ts), self._untracked))
+
     def select(self, frame: np.ndarray, faces: AnalyzedFaces, capture_ts: float
                ) -> tuple[np.ndarray, list[Event]]:
         """Track this frame's faces; returns the aligned crops to embed, and track.started
@@ -117,6 +133,7 @@ class CameraAnalysis:
             return np.zeros((0, 112, 112, 3), np.uint8), []
         self._last_ts = capture_ts
         tracks = self.tracker.update(faces.detections, capture_ts)
+        self._untracked = untracked_boxes(faces.detections, (t.detection for t in tracks.tracks))
         for live in tracks.tracks:
             if live.detection is not None:
                 self._seen_box[live.track_id] = _box(faces.detections.boxes[live.detection])
@@ -162,6 +179,8 @@ class CameraAnalysis:
         tracks = self.tracker.end_all(ts)
         update = self.identity.update(tracks)
         self._last_ts = float("-inf")
+        self._untracked = []
+        self.gate.reset()  # the stream comes back with a new picture: look at all of it
         self._pending = None
         return self._ended(update)
 

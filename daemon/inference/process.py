@@ -104,10 +104,13 @@ class InferenceLoop:
         library_views = config.library.embeddings_per_track \
             if channels.library is not None and config.library.enabled else 0
         embedder_sha = self.pipeline.embedder.manifest.sha256 if self.pipeline.embedder else ""
+        cams = config.enabled_cameras
+        # periodic full-frame passes spread over the cameras (phase), not all in one batch
         self.cameras = {c.name: CameraAnalysis(c.name, settings, matcher, snapshots,
                                                _metadata(self.gallery), track_ids,
-                                               library_views, embedder_sha)
-                        for c in config.enabled_cameras}
+                                               library_views, embedder_sha,
+                                               c.detection_settings(inference, i / len(cams)))
+                        for i, c in enumerate(cams)}
         self._records_dropped = 0
         self.rings = {cam: FrameRing.attach(name) for cam, name in channels.rings.items()}
         live = frozenset(c.name for c in config.enabled_cameras if c.name not in channels.lossless)
@@ -188,8 +191,12 @@ class InferenceLoop:
             return 0
         self.metrics.batch_size.observe(len(frames))
         t0 = time.perf_counter()
-        analysed = self.pipeline.analyze(frames, embed=False)
+        requests = [self.cameras[ref.camera].plan(frame, ref.capture_ts)
+                    for ref, frame in zip(metas, frames)]
+        analysed = self.pipeline.analyze(frames, embed=False, requests=requests)
         t1 = time.perf_counter()
+        for ref, work in zip(metas, self.pipeline.detector.last_kinds):
+            self.metrics.detector_work.labels(ref.camera, work).inc()
         self.metrics.inference_seconds.labels("detect").observe(t1 - t0)
         events: list[Event] = []
         crops, sizes = [], []

@@ -150,6 +150,19 @@ def test_camera_maps_to_stream_settings(tmp_path: Path) -> None:
     assert yard.url == str(tmp_path / "videos" / "yard.mp4") and yard.loop
 
 
+def test_camera_detection_settings_fall_back_to_inference(tmp_path: Path) -> None:
+    text = BASE.replace("    loop: true\n", "    loop: true\n    detection:\n      motion: false\n"
+                        "      min_face: 24\n") + "inference:\n  full_frame_every_s: 3\n"
+    config = load_config(write(tmp_path, text), environ={})
+    door, yard = (c.detection_settings(config.inference, i / 2) for i, c in enumerate(config.cameras))
+    # the defaults a home camera gets: gating on, the whole frame every 5 s (here 3), 40 px
+    assert (door.motion, door.full_frame_every_s, door.min_face, door.motion_threshold,
+            door.phase) == (True, 3.0, 40.0, 15.0, 0.0)
+    assert (yard.motion, yard.full_frame_every_s, yard.min_face, yard.phase) == (False, 3.0, 24.0, 0.5)
+    defaults = load_config(write(tmp_path, BASE), environ={}).inference
+    assert (defaults.motion, defaults.full_frame_every_s, defaults.motion_threshold) == (True, 5.0, 15.0)
+
+
 def test_empty_sections_mean_defaults(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, BASE + "inference:\ntracking:\noutputs:\n  zmq:\n"), environ={})
     assert config.inference.max_batch == 8
@@ -230,6 +243,12 @@ def test_mqtt_tls_switch_and_port_default(tmp_path: Path) -> None:
     (BASE + "outputs:\n  zmq:\n    bind: tcp://127.0.0.1:99999\n",
      r"^10: outputs\.zmq\.bind: .*port '99999' is not 1-65535"),
     (BASE + "metrics: {bind: everywhere}\n", r"^8: metrics\.bind: 'everywhere' is not an IP address"),
+    (BASE.replace("    loop: true\n", "    loop: true\n    detection:\n      min_face: 5\n"),
+     r"^8: cameras\[1\]\.detection\.min_face: Input should be greater than or equal to 12"),
+    (BASE.replace("    loop: true\n", "    loop: true\n    detection: {motoin: false}\n"),
+     r"^7: cameras\[1\]\.detection\.motoin: unknown key"),
+    (BASE + "inference:\n  full_frame_every_s: -1\n",
+     r"^9: inference\.full_frame_every_s: Input should be greater than or equal to 0"),
     # cross-field rules
     (BASE + "tracking:\n  low_score: 0.95\n",
      r"^9: tracking\.low_score: must be in \(0, high_score = 0\.9\], got 0\.95"),
