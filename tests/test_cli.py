@@ -245,6 +245,20 @@ def test_bench_json(env: dict[str, str], shared_dir: Path, examples: Path) -> No
     assert set(stages) == {"pnet", "rnet", "onet", "outside_networks"}
     assert all(v > 0 for v in stages.values())
     assert detect["inputs_per_frame_mean"]["pnet"] == 1  # the whole pyramid in one canvas
+    assert detect["mode"] == "full" and detect["fps"] == 10
+    gated = run_json(["bench", "detect", "--source", str(shared_dir / "data" / "videos" /
+                                                          "short_hamilton_clip.mp4"),
+                      "--frames", "12", "--mode", "gated", "--min-face", "40"], env)
+    assert gated["mode"] == "gated" and gated["frames"] == 12
+    assert sum(gated["frames_by_work"].values()) == 12 and gated["frames_by_work"]["full"] >= 1
+    assert 0 <= gated["recall_per_frame"] <= 1 and 0 <= gated["recall_per_track"] <= 1
+    assert gated["reference"]["faces"] >= gated["faces_found"] - gated["faces_extra"]
+    still = run_json(["bench", "detect", "--source", str(shared_dir / "data" / "videos" /
+                                                         "opencv_tree_noface.avi"),
+                      "--frames", "20", "--mode", "gated", "--still"], env)
+    # a still scene: the first frame searched whole, then nothing at all
+    assert still["frames_by_work"] == {"none": 19, "refresh": 0, "regions": 0, "full": 1}
+    assert still["faces_found"] == 0 and still["core_percent_at_fps"] >= 0
     embed = run_json(["bench", "embed", "--source", str(examples / "obama2.jpg"), "--seconds", "0.2",
                       "--batch", "2"], env)
     assert embed["batch"] == 2 and embed["faces"] >= 2 and embed["embedder"] == "mobilefacenet-foamliu"

@@ -12,16 +12,35 @@ import numpy as np
 
 from facewatch.cli.common import add_recognition_options, pipeline_from
 from facewatch.cli.output import emit
+from facewatch.detection.gate import GateSettings
 from facewatch.errors import BadInputError
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("bench", help="measure speed on real frames")
     bsub = p.add_subparsers(dest="bench_command", metavar="WHAT", required=True)
-    d = bsub.add_parser("detect", parents=[common], help="MTCNN time per frame")
+    d = bsub.add_parser("detect", parents=[common], help="MTCNN time per frame, whole or gated")
     d.add_argument("--source", type=Path, required=True, metavar="FILE",
                    help="a video file (or folder of images) to take frames from")
-    d.add_argument("--frames", type=int, default=300, help="frames to time (default: 300)")
+    d.add_argument("--frames", type=int, default=300,
+                   help="frames to time (default: 300; a video is played again from the start "
+                        "until there are enough)")
+    d.add_argument("--fps", type=float, default=10.0,
+                   help="take frames at this rate, as the daemon analyses a camera "
+                        "(default: 10; 0: every frame)")
+    d.add_argument("--mode", choices=["full", "gated"], default="full",
+                   help="full: the whole frame every frame; gated: what the daemon runs per "
+                        "camera (motion, tracked faces refreshed, periodic full frames), with "
+                        "its recall against the full detector on the same frames")
+    d.add_argument("--still", action="store_true",
+                   help="a static scene: the source's first frame again and again, with fresh "
+                        "sensor noise and JPEG artefacts in each")
+    d.add_argument("--full-frame-every", type=float, default=GateSettings.full_frame_every_s,
+                   metavar="S", help="gated: the whole frame at least every S seconds "
+                                     f"(default: {GateSettings.full_frame_every_s:g})")
+    d.add_argument("--motion-threshold", type=float, default=GateSettings.motion_threshold,
+                   metavar="L", help="gated: grey levels a pixel must change by "
+                                     f"(default: {GateSettings.motion_threshold:g})")
     add_recognition_options(d, embedder=False)
     d.set_defaults(handler=_detect)
     e = bsub.add_parser("embed", parents=[common], help="embedder faces per second")
@@ -71,49 +90,98 @@ class _TimedRunner:
 
 
 def _detect(args: argparse.Namespace) -> int:
-    from facewatch.bench.sources import read_frames
+    from facewatch.bench import detect as bench
+    from facewatch.bench.sources import sample_frames, still_frames
 
     if args.frames < 1:
         raise BadInputError("--frames must be at least 1")
+    if args.fps < 0:
+        raise BadInputError("--fps must be 0 (every frame) or more")
+    if args.full_frame_every < 0:
+        raise BadInputError("--full-frame-every must be 0 or more seconds")
+    fps = args.fps or None
     pipeline = pipeline_from(args, with_embedder=False)
-    frames = read_frames(args.source, args.frames)
-    for f in frames[:3]:  # warm-up: first calls allocate and plan
-        pipeline.detector.detect(f)
+    if args.still:
+        first, _, _ = sample_frames(args.source, 1, None, loop=False)
+        frames, passes = still_frames(first[0], args.frames), 1
+        times = [i / (fps or 10.0) for i in range(len(frames))]
+    else:
+        frames, times, passes = sample_frames(args.source, args.frames, fps)
     detector = pipeline.detector
+    for f in frames[:3]:  # warm-up: first calls allocate and plan
+        detector.detect(f)
+    gate = GateSettings(min_face=args.min_face, full_frame_every_s=args.full_frame_every,
+                        motion_threshold=args.motion_threshold)
+    reference = bench.full_pass(detector, frames, args.min_face) if args.mode == "gated" else None
     nets = {name: _TimedRunner(getattr(detector, name)) for name in ("pnet", "rnet", "onet")}
     detector.pnet, detector.rnet, detector.onet = nets["pnet"], nets["rnet"], nets["onet"]
-    times, faces, with_faces = [], 0, 0
-    cpu0, wall0 = _cpu_seconds(), time.perf_counter()
-    for f in frames:
-        t = time.perf_counter()
-        det = pipeline.detector.detect(f)
-        times.append(time.perf_counter() - t)
-        faces += len(det)
-        with_faces += len(det) > 0
-    wall, cpu = time.perf_counter() - wall0, _cpu_seconds() - cpu0
-    ms = np.array(times) * 1000
+    wall0 = time.perf_counter()
+    if args.mode == "gated":
+        run = bench.gated_pass(detector, frames, times, gate)
+    else:
+        run = bench.full_pass(detector, frames, args.min_face)
+    wall = time.perf_counter() - wall0
+    ms = np.array(run.seconds) * 1000
+    faces = sum(len(d) for d in run.detections)
+    with_faces = sum(len(d) > 0 for d in run.detections)
     h, w = frames[0].shape[:2]
-    doc = {"ms_per_frame_median": float(np.median(ms)), "ms_per_frame_p90": float(np.percentile(ms, 90)),
-           "ms_per_frame_mean": float(ms.mean()), "faces_found": faces,
-           "frames_with_faces": with_faces, "frames": len(frames), "frame_size": [w, h],
-           "min_face": args.min_face, "threads": args.threads,
-           "cpu_cores_used": cpu / wall if wall else 0.0}
-    # Where the mean frame's time goes: each network, and the rest (pyramid, crops, NMS).
-    stages = {name: 1000 * net.seconds / len(frames) for name, net in nets.items()}
+    n = len(frames)
+    cpu_per_frame = run.cpu_seconds / n
+    doc: dict[str, Any] = {
+        "mode": args.mode, "source": str(args.source), "still": args.still,
+        "ms_per_frame_median": float(np.median(ms)), "ms_per_frame_p90": float(np.percentile(ms, 90)),
+        "ms_per_frame_mean": float(ms.mean()), "faces_found": faces,
+        "frames_with_faces": with_faces, "frames": n, "passes_over_source": passes,
+        "frame_size": [w, h], "fps": fps, "min_face": args.min_face, "threads": args.threads,
+        "cpu_cores_used": run.cpu_seconds / wall if wall else 0.0,
+        "cpu_ms_per_frame": 1000 * cpu_per_frame,
+        # what one camera at this frame rate costs: CPU seconds per second, as % of one core
+        "core_percent_at_fps": 100 * cpu_per_frame * (fps or 0.0)}
+    # Where the mean frame's time goes: each network, and the rest (pyramid, crops, NMS, motion).
+    stages = {name: 1000 * net.seconds / n for name, net in nets.items()}
     stages["outside_networks"] = float(ms.mean()) - sum(stages.values())
     doc["ms_per_frame_mean_by_stage"] = stages
-    doc["inputs_per_frame_mean"] = {name: net.inputs / len(frames) for name, net in nets.items()}
-    emit(args.json, doc, [
-        f"MTCNN on {len(frames)} frames of {w}x{h}, min face {args.min_face:g} px, "
-        f"{args.threads} thread(s)",
-        f"median {doc['ms_per_frame_median']:.1f} ms/frame, p90 {doc['ms_per_frame_p90']:.1f} ms, "
-        f"{cpu / wall:.2f} cores busy",
+    doc["inputs_per_frame_mean"] = {name: net.inputs / n for name, net in nets.items()}
+    lines = [
+        f"MTCNN, {args.mode}, on {n} frames of {w}x{h}"
+        + (f" at {fps:g} fps" if fps else "") + (" (a still scene)" if args.still else "")
+        + f", min face {args.min_face:g} px, {args.threads} thread(s)",
+        f"median {doc['ms_per_frame_median']:.1f} ms/frame, mean {ms.mean():.1f}, "
+        f"p90 {doc['ms_per_frame_p90']:.1f} ms; {doc['cpu_cores_used']:.2f} cores busy, "
+        f"{doc['cpu_ms_per_frame']:.2f} ms CPU/frame"
+        + (f" = {doc['core_percent_at_fps']:.1f} % of a core at {fps:g} fps" if fps else ""),
         f"faces found {faces} in {with_faces} frames",
         f"mean {ms.mean():.1f} ms/frame = P-Net {stages['pnet']:.1f} + R-Net {stages['rnet']:.1f} "
         f"({doc['inputs_per_frame_mean']['rnet']:.0f} crops) + O-Net {stages['onet']:.1f} "
         f"({doc['inputs_per_frame_mean']['onet']:.0f} crops) + {stages['outside_networks']:.1f} "
         f"outside the networks",
-    ])
+    ]
+    if reference is not None:
+        kinds = {k: run.kinds.count(k) for k in ("none", "refresh", "regions", "full")}
+        ref_ms = np.array(reference.seconds) * 1000
+        r = bench.recall(reference.detections, bench.track(reference.detections, times),
+                         run.detections, run.tracks)
+        doc.update({
+            "frames_by_work": kinds,
+            "full_frame_every_s": args.full_frame_every,
+            "recall_per_frame": r.per_frame, "recall_per_track": r.per_track,
+            "reference": {"faces": r.faces, "tracks": r.tracks,
+                          "ms_per_frame_median": float(np.median(ref_ms)),
+                          "ms_per_frame_mean": float(ref_ms.mean())},
+            "faces_missed": r.faces - r.faces_found, "faces_extra": r.extra,
+            "tracks_missed": r.tracks - r.tracks_found,
+            "track_delay_frames_max": max(r.delays, default=0),
+            "tracks_delayed": sum(1 for d in r.delays if d > 0)})
+        lines += [
+            "frames that ran: " + ", ".join(f"{v} {k}" for k, v in kinds.items()),
+            f"recall against the full detector on the same frames: per frame "
+            f"{100 * r.per_frame:.1f} % ({r.faces_found}/{r.faces} faces), per track "
+            f"{100 * r.per_track:.1f} % ({r.tracks_found}/{r.tracks}; "
+            f"{doc['tracks_delayed']} confirmed later, by at most {doc['track_delay_frames_max']} "
+            f"frame(s)); {r.extra} faces only the gated pass found",
+            f"the full detector on the same frames: median {np.median(ref_ms):.1f}, "
+            f"mean {ref_ms.mean():.1f} ms/frame"]
+    emit(args.json, doc, lines)
     return 0
 
 
