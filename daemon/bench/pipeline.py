@@ -2,7 +2,10 @@
 
 The daemon runs as a subprocess, exactly as `facewatch run` starts it, with N file cameras
 playing the source in real time and in a loop (so they behave like cameras).  Figures come from
-what a user could observe: events on ZeroMQ, the Prometheus endpoint, and /proc for CPU time.
+what a user could observe: events on ZeroMQ, the Prometheus endpoint, and /proc for CPU time
+(per process: the supervisor, the inference process, the publisher, each camera's source
+process) and memory (PSS, which splits shared pages between the processes sharing them, so
+the tree's total is what the daemon really occupies).
 """
 
 from __future__ import annotations
@@ -40,6 +43,13 @@ def register(bsub: argparse._SubParsersAction[argparse.ArgumentParser], common: 
     p.add_argument("--min-face", type=float, default=40.0, metavar="PX")
     p.add_argument("--embedder", metavar="NAME")
     p.add_argument("--precision", default="fp32", choices=["fp32", "int8"])
+    p.add_argument("--still", action="store_true",
+                   help="every stream plays a static scene instead: the source's first frame "
+                        "with sensor noise, as an MPEG-4 video at --fps (a camera watching an "
+                        "empty room)")
+    p.add_argument("--no-motion", action="store_true",
+                   help="switch detection gating off (inference.motion: false): the whole frame "
+                        "every frame, to compare")
     p.set_defaults(handler=_bench)
 
 
@@ -49,11 +59,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _tree_cpu_seconds(pid: int) -> float:
-    """utime + stime of a process and all its descendants (Linux /proc)."""
-    ticks = os.sysconf("SC_CLK_TCK")
+def _tree(pid: int) -> list[int]:
+    """A process and all its descendants (Linux /proc)."""
     children: dict[int, list[int]] = {}
-    stats: dict[int, float] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -62,13 +70,56 @@ def _tree_cpu_seconds(pid: int) -> float:
         except OSError:
             continue
         children.setdefault(int(fields[1]), []).append(int(entry.name))
-        stats[int(entry.name)] = (int(fields[11]) + int(fields[12])) / ticks
-    total, todo = 0.0, [pid]
+    out, todo = [], [pid]
     while todo:
         p = todo.pop()
-        total += stats.get(p, 0.0)
+        out.append(p)
         todo += children.get(p, [])
-    return total
+    return out
+
+
+def _role(pid: int, root: int) -> str:
+    """What a process of the daemon's tree is: supervisor, inference, publisher, source
+    (a camera's), or other (multiprocessing's resource tracker)."""
+    if pid == root:
+        return "supervisor"
+    try:
+        name = Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "other"
+    for role in ("source", "inference", "publisher"):
+        if name.startswith(f"fw.{role}"):
+            return role
+    return "other"
+
+
+def _tree_cpu(pid: int) -> dict[int, float]:
+    """utime + stime of a process and each of its descendants, in seconds, by pid."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for p in _tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[p] = (int(fields[11]) + int(fields[12])) / ticks
+    return out
+
+
+def tree_memory(pid: int) -> dict[int, dict[str, float]]:
+    """PSS and RSS (MiB) of a process and each of its descendants, by pid."""
+    out = {}
+    for p in _tree(pid):
+        values: dict[str, float] = {}
+        try:
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines()[1:]:
+                key, _, rest = line.partition(":")
+                if key in ("Pss", "Rss"):
+                    values[key.lower()] = int(rest.split()[0]) / 1024
+        except (OSError, ValueError, IndexError):
+            continue
+        out[p] = values
+    return out
 
 
 def scrape_metrics(port: int) -> dict[str, float]:
@@ -99,19 +150,25 @@ def _bench(args: argparse.Namespace) -> int:
     if not 1 <= args.streams <= 64:
         raise BadInputError("--streams must be between 1 and 64")
     work = Path(tempfile.mkdtemp(prefix="facewatch-bench-"))
+    source = args.source.resolve()
+    if args.still:
+        from facewatch.bench.sources import sample_frames, write_still_video
+
+        first, _, _ = sample_frames(args.source, 1, None, loop=False)
+        source = write_still_video(first[0], work / "still.mp4", seconds=30.0, fps=args.fps)
     gallery = args.gallery
     if gallery is None:
         gallery = work / "gallery.yaml"
         gallery.write_text("people: []\n")
     zmq_port, metrics_port = _free_port(), _free_port()
     config = {
-        "cameras": [{"name": f"s{i}", "url": str(args.source.resolve()), "fps": args.fps,
+        "cameras": [{"name": f"s{i}", "url": str(source), "fps": args.fps,
                      "realtime": True, "loop": True} for i in range(args.streams)],
         "gallery": str(gallery.resolve()),
         "outputs": {"zmq": {"bind": f"tcp://127.0.0.1:{zmq_port}"}},
         "state_dir": str(work / "state"),
         "inference": {"min_face": args.min_face, "threads": args.threads,
-                      "precision": args.precision,
+                      "precision": args.precision, "motion": not args.no_motion,
                       **({"embedder": args.embedder} if args.embedder else {}),
                       **({"models_dir": str(args.models)} if args.models else {})},
         "snapshots": {"enabled": False},
@@ -131,7 +188,7 @@ def _bench(args: argparse.Namespace) -> int:
         started = time.monotonic()
         measure_from = started + args.warmup
         end = measure_from + args.seconds
-        snapshot: tuple[float, float, dict[str, float]] | None = None
+        snapshot: tuple[float, dict[int, float], dict[str, float]] | None = None
         wall_from = float("inf")
         while time.monotonic() < end:
             if proc.poll() is not None:
@@ -139,7 +196,7 @@ def _bench(args: argparse.Namespace) -> int:
                                     f"see {work / 'daemon.log'}")
             if snapshot is None and time.monotonic() >= measure_from:
                 try:
-                    snapshot = (time.monotonic(), _tree_cpu_seconds(proc.pid), scrape_metrics(metrics_port))
+                    snapshot = (time.monotonic(), _tree_cpu(proc.pid), scrape_metrics(metrics_port))
                     wall_from = time.time()
                 except OSError:
                     measure_from += 1.0  # metrics not up yet (models still loading)
@@ -150,7 +207,9 @@ def _bench(args: argparse.Namespace) -> int:
                 events.append(event)
         if snapshot is None:
             raise BadInputError(f"the daemon never served metrics; see {work / 'daemon.log'}")
-        t1, cpu1, m1 = time.monotonic(), _tree_cpu_seconds(proc.pid), scrape_metrics(metrics_port)
+        t1, cpu1, m1 = time.monotonic(), _tree_cpu(proc.pid), scrape_metrics(metrics_port)
+        memory = tree_memory(proc.pid)
+        roles = {pid: _role(pid, proc.pid) for pid in {*cpu1, *memory}}
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -166,6 +225,18 @@ def _bench(args: argparse.Namespace) -> int:
     dropped0, dropped1 = (_per_camera(m, "facewatch_frames_dropped_total") for m in (m0, m1))
     fps = {c: (analysed1.get(c, 0) - analysed0.get(c, 0)) / seconds for c in analysed1}
     dropped = {c: dropped1.get(c, 0) - dropped0.get(c, 0) for c in analysed1}
+    work0, work1 = (_per_camera_and(m, "facewatch_detector_frames_total", "work") for m in (m0, m1))
+    detector_work = {c: {k: int(v - work0.get(c, {}).get(k, 0)) for k, v in kinds.items()}
+            for c, kinds in work1.items()}
+    # CPU per role over the measured span (a process restarted meanwhile counts from 0)
+    cores: dict[str, float] = {}
+    for pid, total in cpu1.items():
+        role = roles.get(pid, "other")
+        cores[role] = cores.get(role, 0.0) + (total - cpu0.get(pid, 0.0)) / seconds
+    pss: dict[str, float] = {}
+    for pid, values in memory.items():
+        pss[roles.get(pid, "other")] = pss.get(roles.get(pid, "other"), 0.0) + values.get("pss", 0.0)
+    sources = sum(1 for r in roles.values() if r == "source")
     measured = [e for e in events if e["_received"] >= wall_from]
     latency = np.array([e["published_ts"] - e["ts"] for e in measured
                         if e["type"] != "camera.status"]) * 1000
@@ -176,7 +247,17 @@ def _bench(args: argparse.Namespace) -> int:
         "analysed_fps_total": float(sum(fps.values())),
         "decoded_fps_total": float(sum(decoded1.values()) - sum(decoded0.values())) / seconds,
         "dropped_frames": dropped,
-        "cpu_cores_used": (cpu1 - cpu0) / seconds,
+        "cpu_cores_used": sum(cores.values()),
+        "cpu_cores_by_role": cores,
+        "cpu_cores_per_camera": sum(cores.values()) / args.streams,
+        "inference_cores_per_camera": cores.get("inference", 0.0) / args.streams,
+        "detector_frames_by_work": detector_work,
+        "pss_mib_total": sum(pss.values()),
+        "pss_mib_by_role": pss,
+        "pss_mib_per_source_process": pss.get("source", 0.0) / max(1, sources),
+        "processes": {str(pid): {"role": roles.get(pid, "other"), **values}
+                      for pid, values in memory.items()},
+        "still": args.still, "motion": not args.no_motion,
         "event_latency_ms_p50": float(np.percentile(latency, 50)) if latency.size else None,
         "event_latency_ms_p99": float(np.percentile(latency, 99)) if latency.size else None,
         "events": len(measured),
@@ -185,12 +266,23 @@ def _bench(args: argparse.Namespace) -> int:
         "recognitions": len(first_recognition),
         "min_face": args.min_face, "threads": args.threads, "precision": args.precision,
     }
-    lines = [f"{args.streams} stream(s) of {args.source.name} at {args.fps:g} fps, "
-             f"{seconds:.0f} s measured",
+    totals: dict[str, int] = {}
+    for kinds in detector_work.values():
+        for k, v in kinds.items():
+            totals[k] = totals.get(k, 0) + v
+    lines = [f"{args.streams} stream(s) of {'a still scene from ' if args.still else ''}"
+             f"{args.source.name} at {args.fps:g} fps, {seconds:.0f} s measured"
+             + ("" if not args.no_motion else ", gating off"),
              "analysed fps per stream: " + ", ".join(f"{c} {v:.1f}" for c, v in sorted(fps.items())),
              f"total {doc['analysed_fps_total']:.1f} analysed fps, "
-             f"{doc['decoded_fps_total']:.0f} decoded fps, {doc['cpu_cores_used']:.2f} cores busy",
-             f"dropped before analysis: {sum(dropped.values()):.0f} frames"]
+             f"{doc['decoded_fps_total']:.0f} decoded fps, {doc['cpu_cores_used']:.2f} cores busy "
+             f"({doc['cpu_cores_per_camera']:.3f} per camera): "
+             + ", ".join(f"{r} {v:.2f}" for r, v in sorted(cores.items())),
+             "detector per frame: " + ", ".join(f"{k} {v}" for k, v in sorted(totals.items())),
+             f"dropped before analysis: {sum(dropped.values()):.0f} frames",
+             f"memory (PSS) {doc['pss_mib_total']:.0f} MiB: "
+             + ", ".join(f"{r} {v:.0f}" for r, v in sorted(pss.items()))
+             + f" ({doc['pss_mib_per_source_process']:.0f} per source process)"]
     if latency.size:
         lines.append(f"capture → publish: p50 {doc['event_latency_ms_p50']:.0f} ms, "
                      f"p99 {doc['event_latency_ms_p99']:.0f} ms over {latency.size} events")
@@ -199,6 +291,17 @@ def _bench(args: argparse.Namespace) -> int:
                      f"{doc['first_recognition_ms_p50']:.0f} ms over {len(first_recognition)} tracks")
     emit(args.json, doc, lines)
     return 0
+
+
+def _per_camera_and(metrics: dict[str, float], name: str, label: str) -> dict[str, dict[str, float]]:
+    """{camera: {label value: value}} of a counter with a camera and one more label."""
+    out: dict[str, dict[str, float]] = {}
+    for key, value in metrics.items():
+        if key.startswith(name + "{"):
+            cam = key.split('camera="', 1)[1].split('"', 1)[0]
+            other = key.split(f'{label}="', 1)[1].split('"', 1)[0]
+            out.setdefault(cam, {})[other] = out.get(cam, {}).get(other, 0.0) + value
+    return out
 
 
 def _first_recognition_ms(events: list[dict[str, Any]]) -> list[float]:
