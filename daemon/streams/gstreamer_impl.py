@@ -38,6 +38,7 @@ _POLL_S = 0.1
 _LIVE_QUEUE = 2
 _FILE_QUEUE = 4
 _RGB_CAPS = "video/x-raw,format=RGB"
+_VIDEO_CAPS = "video/x-raw(ANY)"  # any memory: NVMM from Jetson decoders too
 
 _init_lock = threading.Lock()
 
@@ -167,6 +168,10 @@ class GstFrameSource:
         else:
             source = _make("uridecodebin")
             source.set_property("uri", self._uri())
+            # Decode the video only: an audio track left unlinked was still decoded (CPU, and
+            # a decoder's buffers in every source process).
+            source.set_property("caps", Gst.Caps.from_string(_VIDEO_CAPS))
+            source.set_property("expose-all-streams", False)
             pipeline.add(source)
             source.connect("pad-added", _link_decoded_video, target)
         return pipeline, sink
