@@ -95,6 +95,7 @@ class MotionDetector:
         self._frame_size: tuple[int, int] | None = None
         self._small_size = (0, 0)  # (width, height) of the grey copy
         self._kernel = np.ones((1, 1), np.uint8)
+        self._step = 1
         self._min_area = 1
         self._window: np.ndarray = np.ones((1, 1), np.float32)
         self._last_ts: float | None = None
@@ -151,22 +152,31 @@ class MotionDetector:
 
     def _resize_for(self, height: int, width: int) -> None:
         s = self.settings
-        factor = s.pixels_per_min_face / max(self.min_face, 1.0)
-        small_w = int(round(min(max(width * factor, s.min_width), s.max_width, width)))
-        small_h = max(1, int(round(height * small_w / width)))
+        wanted = width * s.pixels_per_min_face / max(self.min_face, 1.0)
+        wanted = min(max(wanted, s.min_width), s.max_width, width)
+        # a whole number of pixels per grey pixel: cv2's area filter is several times faster
+        # then (0.25 against 1.2 ms for 640x360 on this project's machine)
+        self._step = max(1, int(width // wanted))
+        small_w, small_h = max(1, width // self._step), max(1, height // self._step)
         self._frame_size = (height, width)
         self._small_size = (small_w, small_h)
         # a face of min_face pixels spans `face` pixels here: specks below half of it go
-        face = self.min_face * small_w / width
+        face = self.min_face / self._step
         k = max(1, int(face / 2))
         self._kernel = np.ones((k, k), np.uint8)
         self._min_area = max(1, int((face / 2) ** 2))
         self._window = np.asarray(cv2.createHanningWindow(self._small_size, cv2.CV_32F))
 
     def _grey(self, frame: np.ndarray) -> np.ndarray:
-        small = cv2.resize(frame, self._small_size, interpolation=cv2.INTER_AREA)
-        grey: np.ndarray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
-        return grey
+        """The grey copy: every `step` x `step` pixels of the frame (cut to a whole number of
+        them) averaged into one."""
+        grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+        w, h = self._small_size
+        if self._step > 1:
+            grey = cv2.resize(grey[:h * self._step, :w * self._step], (w, h),
+                              interpolation=cv2.INTER_AREA)
+        out: np.ndarray = grey
+        return out
 
     def _changed(self, current: np.ndarray, background: np.ndarray) -> np.ndarray:
         """1 where `current` differs from `background` beyond the noise, specks removed."""

@@ -79,8 +79,11 @@ def test_a_shaking_camera_is_not_motion(room: np.ndarray) -> None:
     frames = [np.ascontiguousarray(big[y:y + 360, x:x + 640]) for x, y in shifts]
     results = feed(MotionDetector(40.0), frames)
     assert not any(m.global_change for m in results[1:])
-    assert sum(len(m.boxes) for m in results[1:]) <= 3
+    # what is left after taking the shift out is a speck here and there (an edge the shift
+    # resampled), never the picture's edges everywhere: measured at most 0.5 % of it
     assert max(m.changed for m in results[1:]) < 0.01
+    for m in results[1:]:
+        assert sum((b[2] - b[0]) * (b[3] - b[1]) for b in m.boxes) < 0.02 * 640 * 360
 
 
 def test_rain_is_not_motion(room: np.ndarray) -> None:
