@@ -12,6 +12,7 @@ one canvas); R-Net and O-Net once each over every candidate of every frame.  `de
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -57,6 +58,10 @@ def pyramid_layout(height: int, width: int, settings: MtcnnSettings,
 _EMPTY = (np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32))
 # Candidates around one refreshed box that O-Net sees if it rejects the best one.
 REFRESH_RETRY = 5
+# The squares tried around a refreshed face first (conv.REFRESH_VARIANTS[:3]); the others
+# only for the faces these miss: 143 of 150 faces of the Hamilton clip are re-found by the
+# first three, so R-Net sees about 3.5 crops per tracked face instead of 13.
+REFRESH_FIRST = 3
 # A region's pyramid levels: those whose 12-px window sees faces from the region's min_face
 # (down to one pyramid step below it, where such a face is found too) up to its max_face.
 _LEVEL_SLACK = 0.7
@@ -118,15 +123,22 @@ class MtcnnDetector:
                            else "refresh" if r.refresh else "none"
                            for i, r in enumerate(requests)]
         found = [self._propose_full(pyramids, full, faces),
-                 self._propose_patches(pyramids, patches),
-                 self._refresh(requests)]
+                 self._propose_patches(pyramids, patches)]
         boxes = np.concatenate([b for b, _, _ in found])
         idx = np.concatenate([i for _, _, i in found])
-        # P-Net's candidates are in no group; a refreshed box's are in one group each
-        groups = np.concatenate([np.full(found[0][0].shape[0] + found[1][0].shape[0], -1),
-                                 found[2][1].astype(np.int64)])
-        boxes, scores, idx, groups = self._refine(pyramids, boxes, idx, groups)
-        boxes, scores, landmarks, idx = self._output(pyramids, boxes, idx, scores, groups)
+        # Refreshed faces: a few squares each first, the others only for the faces those
+        # missed.  P-Net's candidates are in no group (-1); a refreshed face's in one each.
+        refreshed = [(fi, box) for fi, r in enumerate(requests) for box in r.refresh]
+        first, rest = conv.REFRESH_VARIANTS[:REFRESH_FIRST], conv.REFRESH_VARIANTS[REFRESH_FIRST:]
+        r_boxes, r_idx, r_groups = _refresh_candidates(refreshed, range(len(refreshed)), first)
+        out = self._rnet_onet(pyramids, np.concatenate([boxes, r_boxes]),
+                              np.concatenate([idx, r_idx]),
+                              np.concatenate([np.full(idx.size, -1), r_groups]))
+        missed = sorted(set(range(len(refreshed))) - set(out[4].tolist()))
+        if missed:
+            more = self._rnet_onet(pyramids, *_refresh_candidates(refreshed, missed, rest))
+            out = tuple(np.concatenate([a, b]) for a, b in zip(out, more))  # type: ignore[assignment]
+        boxes, scores, landmarks, idx = self._final(pyramids, *out[:4])
         results = []
         for i in range(len(frames)):
             sel = np.nonzero(idx == i)[0]
@@ -231,21 +243,6 @@ class MtcnnDetector:
         return (conv.square(conv.apply_offsets(boxes[keep], offsets[keep])), scores[keep],
                 idx[keep].astype(np.int32))
 
-    def _refresh(self, requests: list[DetectionRequest]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """R-Net candidates around the boxes to refresh (no P-Net, no pyramid search):
-        boxes, the group of each (one per refreshed box) and frame indices."""
-        parts = []
-        group = 0
-        per_box = len(conv.REFRESH_VARIANTS)
-        for fi, request in enumerate(requests):
-            if request.refresh:
-                boxes = conv.refresh_candidates(np.array(request.refresh, np.float32))
-                n = len(request.refresh)
-                parts.append((boxes, np.repeat(np.arange(group, group + n), per_box).astype(np.float32),
-                              np.full(boxes.shape[0], fi, np.int32)))
-                group += n
-        return _concat(parts)
-
     # Stage 2 ---------------------------------------------------------------------------
 
     def _refine(self, pyramids: list[conv.Pyramid], boxes: np.ndarray, idx: np.ndarray,
@@ -264,15 +261,20 @@ class MtcnnDetector:
 
     # Stage 3 ---------------------------------------------------------------------------
 
-    def _output(self, pyramids: list[conv.Pyramid], boxes: np.ndarray, idx: np.ndarray,
-                rnet_scores: np.ndarray, groups: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """O-Net on R-Net's survivors.  Those around one refreshed box are views of one face,
-        and an O-Net crop costs six times an R-Net one: O-Net sees the best of each group
-        first, and the group's next `REFRESH_RETRY` only if it rejects that one (on the
-        Hamilton clip it accepts the first for 129 of 150 faces)."""
+    def _rnet_onet(self, pyramids: list[conv.Pyramid], boxes: np.ndarray, idx: np.ndarray,
+                   groups: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """R-Net, then O-Net on its survivors; returns the faces O-Net accepts, before the
+        last NMS: regressed boxes, scores, landmarks, frame indices and groups.
+
+        Candidates around one refreshed face (a group) are views of one face, and an O-Net
+        crop costs six times an R-Net one: O-Net sees the best of each group first, and the
+        group's next `REFRESH_RETRY` only if it rejects that one (on the Hamilton clip it
+        accepts the first for 129 of 150 faces)."""
+        boxes, rnet_scores, idx, groups = self._refine(pyramids, boxes, idx, groups)
         if boxes.shape[0] == 0:
-            return boxes, np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32), idx
+            return (boxes, np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32), idx,
+                    groups)
         threshold = self.settings.thresholds[2]
         rank = _rank_in_groups(rnet_scores, groups)
         first = rank == 0  # every P-Net candidate, and the best of each group
@@ -285,9 +287,15 @@ class MtcnnDetector:
         if retry.any():
             self._onet_into(pyramids, boxes, idx, retry, probs, regs, points)
         ok = (first | retry) & (probs > threshold)
-        boxes, scores, idx = boxes[ok], probs[ok], idx[ok]
+        boxes = boxes[ok]
         landmarks = conv.landmarks_from_onet(boxes, points[ok])
-        boxes = conv.apply_offsets(boxes, regs[ok])
+        return conv.apply_offsets(boxes, regs[ok]), probs[ok], landmarks, idx[ok], groups[ok]
+
+    def _final(self, pyramids: list[conv.Pyramid], boxes: np.ndarray, scores: np.ndarray,
+               landmarks: np.ndarray, idx: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """O-Net's NMS (intersection over the smaller box), then landmarks from a second
+        O-Net pass on each final, centred box."""
         keep = conv.nms(boxes, scores, self.settings.nms[3], groups=idx, mode="min")
         boxes, scores, landmarks, idx = boxes[keep], scores[keep], landmarks[keep], idx[keep]
         if self.settings.refine_landmarks and boxes.shape[0]:
@@ -302,6 +310,20 @@ class MtcnnDetector:
         probs[which] = out["prob"][:, 1]
         regs[which] = out["reg"]
         points[which] = out["landmarks"]
+
+
+def _refresh_candidates(refreshed: list[tuple[int, tuple[float, float, float, float]]],
+                        which: Iterable[int], variants: tuple[tuple[float, float, float], ...]
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """R-Net candidates around some of the refreshed faces ((frame, box) each): boxes, frame
+    indices, and groups (the face's index in `refreshed`)."""
+    chosen = list(which)
+    if not chosen or not variants:
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.int32), np.zeros(0, np.int64)
+    boxes = conv.refresh_candidates(np.array([refreshed[i][1] for i in chosen], np.float32), variants)
+    n = len(variants)
+    idx = np.repeat(np.array([refreshed[i][0] for i in chosen], np.int32), n)
+    return boxes, idx, np.repeat(np.array(chosen, np.int64), n)
 
 
 def _concat(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
@@ -344,7 +366,10 @@ def _region_patches(box: tuple[float, float, float, float], min_face: float,
 def _motion_patches(mask: np.ndarray, height: int, width: int, level_scales: list[float],
                     level_sizes: tuple[tuple[int, int], ...]) -> list[_Patch]:
     """Patches where a face would overlap a changed cell of `mask`: at each level, the mask
-    grown by that level's face size, one patch per connected part."""
+    grown by that level's face size, one patch per connected part.
+
+    The grouping works on a coarser grid at coarser levels (a quarter of the level's face
+    per cell), so a patch may come out a little larger than the change needs."""
     mh, mw = mask.shape
     cell_x, cell_y = width / mw, height / mh
     changed = (mask > 0).astype(np.uint8)
@@ -353,13 +378,17 @@ def _motion_patches(mask: np.ndarray, height: int, width: int, level_scales: lis
         window = conv.PNET_CELL / scale
         if window > min(height, width):
             break
-        # a window of side `window` overlaps a changed cell iff its centre is within
-        # window / 2 of it; it then lies within `window` of it
+        # a window of side `window` overlapping a changed cell lies within `window` of it
         kx, ky = int(math.ceil(window / cell_x)), int(math.ceil(window / cell_y))
         grown = cv2.dilate(changed, np.ones((2 * ky + 1, 2 * kx + 1), np.uint8))
-        count, _, stats, _ = cv2.connectedComponentsWithStats(grown, connectivity=8)
+        # grouped on every pool-th cell (grown by far more than a pool, so nothing is cut
+        # off but up to a pool's width at an edge, added back below)
+        pool = max(1, min(kx, ky) // 4)
+        grid = np.ascontiguousarray(grown[::pool, ::pool])
+        gx, gy = cell_x * pool, cell_y * pool
+        count, _, stats, _ = cv2.connectedComponentsWithStats(grid, connectivity=8)
         for x, y, w, h, _area in stats[1:count]:
-            box = (x * cell_x, y * cell_y, (x + w) * cell_x, (y + h) * cell_y)
+            box = ((x - 1) * gx, (y - 1) * gy, (x + w + 1) * gx, (y + h + 1) * gy)
             patch = _level_patch(li, box, scale, level_sizes[li])
             if patch is not None:
                 out.append(patch)

@@ -269,10 +269,11 @@ def test_mixed_requests_run_each_network_once(pipeline: FacePipeline,
     before = _calls(d)
     out = d.run(frames, requests)
     calls = tuple(a - b for a, b in zip(_calls(d), before))
-    # P-Net: the full frame's canvas and the regions' canvas; R-Net once; O-Net twice (its
-    # second pass gives the landmarks), or three times when it rejected the best candidate
+    # P-Net: the full frame's canvas and the regions' canvas; R-Net once, O-Net twice (its
+    # second pass gives the landmarks) -- once more each when the first squares around a
+    # refreshed face missed it, and O-Net once more when it rejected the best candidate
     # around a refreshed face and looks at the next ones
-    assert calls[:2] == (2, 1) and calls[2] in (2, 3)
+    assert calls[0] == 2 and calls[1] in (1, 2) and 2 <= calls[2] <= 4
     assert d.last_kinds == ["full", "regions", "refresh", "none"]
     assert _same_faces(out[0], alone[0], 0.99)
     assert len(out[3]) == 0
