@@ -22,8 +22,8 @@ import numpy as np
 
 from facewatch.detection.detections import Detections
 from facewatch.detection.detector import MtcnnDetector
-from facewatch.detection.gate import DetectionGate, GateSettings, track_hints, untracked_boxes
-from facewatch.detection.requests import Box, DetectionRequest
+from facewatch.detection.gate import DetectionGate, GateSettings, UntrackedFaces, track_hints
+from facewatch.detection.requests import DetectionRequest
 from facewatch.tracking import FaceTracker, TrackerSettings, TrackUpdate
 
 MATCH_IOU = 0.5
@@ -62,9 +62,9 @@ def gated_pass(detector: MtcnnDetector, frames: list[np.ndarray], times: list[fl
     tracker = FaceTracker(tracker_settings)
     out = Pass()
     cpu = 0.0
-    untracked: list[Box] = []
+    untracked = UntrackedFaces()
     for frame, ts in zip(frames, times):
-        hints = track_hints(tracker.predicted(ts), untracked)
+        hints = track_hints(tracker.predicted(ts), untracked.boxes())
         c, t = _cpu(), time.perf_counter()
         request = gate.plan(frame, ts, hints)
         found = detector.run([frame], [request])[0]
@@ -74,7 +74,7 @@ def gated_pass(detector: MtcnnDetector, frames: list[np.ndarray], times: list[fl
         out.kinds.append(request.kind)
         update = tracker.update(found, ts)
         out.tracks.append(update)
-        untracked = untracked_boxes(found, (t.detection for t in update.tracks))
+        untracked.update(found, (t.detection for t in update.tracks), ts)
     out.cpu_seconds = cpu
     return out
 

@@ -30,9 +30,9 @@ from facewatch.detection.motion import Motion, MotionDetector, MotionSettings
 from facewatch.detection.requests import Box, DetectionRequest, Region
 from facewatch.errors import ConfigError
 
-# "untracked": a face found in the previous frame that no track follows (its score too low to
-# start one); refreshed like a track, so a face the full detector finds frame after frame is
-# found by the gated one too.
+# "untracked": a face found lately that no track follows (its score too low to start one);
+# refreshed, and searched around like a new track, so a face the full detector finds now and
+# then is found by the gated one as often.
 TrackState = Literal["tentative", "confirmed", "lost", "untracked"]
 
 
@@ -98,8 +98,7 @@ class DetectionGate:
         if motion.global_change or self._next_full is None or capture_ts >= self._next_full:
             self._schedule(capture_ts, first=self._next_full is None)
             return DetectionRequest.full(s.min_face, refresh)
-        regions = tuple(self._around(t, width, height) for t in tracks
-                        if t.state in ("tentative", "lost"))
+        regions = tuple(self._around(t, width, height) for t in tracks if t.state != "confirmed")
         mask = None
         if motion.mask is not None and motion.mask.any():
             # a change inside a tracked face is that face moving: its refresh covers it
@@ -119,8 +118,10 @@ class DetectionGate:
         self._next_full = now + period * ((1.0 - self.settings.phase) if first else 1.0)
 
     def _around(self, track: TrackHint, width: int, height: int) -> Region:
-        """P-Net around a track that is new (it needs a second detection to be confirmed) or
-        lost (its face turned away, or moved faster than predicted), at its face's scales."""
+        """P-Net around a track that is new (it needs a second detection to be confirmed),
+        lost (its face turned away, or moved faster than predicted) or a face too weak to be
+        tracked, at its face's scales: there, the gated detector proposes what the full one
+        would."""
         x1, y1, x2, y2 = track.box
         side = max(x2 - x1, y2 - y1, 1.0)
         pad = side * (1.0 if track.state == "lost" else 0.5)
@@ -146,6 +147,40 @@ def untracked_boxes(detections: Detections, taken: Iterable[int | None]) -> list
     used = {i for i in taken if i is not None}
     return [_clip(b, 1 << 30, 1 << 30) for i, b in enumerate(detections.boxes.tolist())
             if i not in used]
+
+
+class UntrackedFaces:
+    """Faces no track follows (too weak to start one: the full detector finds them at
+    0.7-0.9, now and then), remembered for `keep_s` seconds after they were last found, so
+    the gate keeps refreshing them through the frames where they dip below O-Net's
+    threshold, as the full detector would find them again when they come back above it."""
+
+    def __init__(self, keep_s: float = 1.0) -> None:
+        self.keep_s = keep_s
+        self._seen: list[tuple[Box, float]] = []  # box, capture time last found
+
+    def update(self, detections: Detections, taken: Iterable[int | None], capture_ts: float) -> None:
+        found = untracked_boxes(detections, taken)
+        kept = [(box, ts) for box, ts in self._seen
+                if capture_ts - ts <= self.keep_s and not any(_overlaps(box, f) for f in found)
+                and not any(_overlaps(box, b) for b in detections.boxes.tolist())]
+        self._seen = [(box, capture_ts) for box in found] + kept
+
+    def boxes(self) -> list[Box]:
+        return [box for box, _ in self._seen]
+
+    def clear(self) -> None:
+        self._seen = []
+
+
+def _overlaps(a: Sequence[float], b: Sequence[float], iou: float = 0.3) -> bool:
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return False
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter > iou * union
 
 
 def _grow(b: Sequence[float], by: float) -> Box:

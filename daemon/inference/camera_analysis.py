@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from facewatch.detection.gate import DetectionGate, GateSettings, track_hints, untracked_boxes
-from facewatch.detection.requests import Box, DetectionRequest
+from facewatch.detection.gate import DetectionGate, GateSettings, UntrackedFaces, track_hints
+from facewatch.detection.requests import DetectionRequest
 from facewatch.events.schema import (
     Event,
     FaceRecognized,
@@ -78,8 +78,8 @@ class CameraAnalysis:
         `detection`: this camera's detection gate settings."""
         self.camera = camera
         self.gate = DetectionGate(detection or GateSettings())
-        # faces of the last frame that no track took (too weak to start one): refreshed too
-        self._untracked: list[Box] = []
+        # faces no track took (too weak to start one): refreshed too
+        self._untracked = UntrackedFaces()
         self.tracker = FaceTracker(settings.tracker)
         self.policy = EmbedPolicy(settings.policy)
         self.identity = IdentityStage(matcher, settings.identity)
@@ -123,7 +123,7 @@ class CameraAnalysis:
         if capture_ts <= self._last_ts:
             return DetectionRequest()  # `select` will ignore this frame
         return self.gate.plan(frame, capture_ts,
-                              track_hints(self.tracker.predicted(capture_ts), self._untracked))
+                              track_hints(self.tracker.predicted(capture_ts), self._untracked.boxes()))
 
     def select(self, frame: np.ndarray, faces: AnalyzedFaces, capture_ts: float
                ) -> tuple[np.ndarray, list[Event]]:
@@ -133,7 +133,7 @@ class CameraAnalysis:
             return np.zeros((0, 112, 112, 3), np.uint8), []
         self._last_ts = capture_ts
         tracks = self.tracker.update(faces.detections, capture_ts)
-        self._untracked = untracked_boxes(faces.detections, (t.detection for t in tracks.tracks))
+        self._untracked.update(faces.detections, (t.detection for t in tracks.tracks), capture_ts)
         for live in tracks.tracks:
             if live.detection is not None:
                 self._seen_box[live.track_id] = _box(faces.detections.boxes[live.detection])
@@ -179,7 +179,7 @@ class CameraAnalysis:
         tracks = self.tracker.end_all(ts)
         update = self.identity.update(tracks)
         self._last_ts = float("-inf")
-        self._untracked = []
+        self._untracked.clear()
         self.gate.reset()  # the stream comes back with a new picture: look at all of it
         self._pending = None
         return self._ended(update)
