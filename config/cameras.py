@@ -7,14 +7,14 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator, model_validator
 
-from facewatch.config.base import Section, located_error
+from facewatch.config.base import Section, located_error, stage_checked
 from facewatch.errors import ConfigError
 from facewatch.streams.settings import DecoderBackend, RtspTransport, StreamSettings
 from facewatch.streams.urls import SourceKind, classify_url, redact_url
 
 if TYPE_CHECKING:
     from facewatch.config.inference import InferenceConfig
-    from facewatch.detection.gate import GateSettings
+    from facewatch.detection.settings import GateSettings
 
 # Camera names end up in MQTT topics, ZeroMQ topics, metric labels and file names.
 CAMERA_NAME_PATTERN = r"^[a-z0-9_-]{1,64}$"
@@ -22,25 +22,33 @@ _SIZE = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
 
 
 class CameraDetectionConfig(Section):
-    """Per-camera detection settings; a key left out takes the `inference:` value."""
+    """Per-camera detection settings; a key left out takes the `inference:` value.  Bounds
+    are the detection gate's own (`facewatch.config.stages`)."""
 
     motion: bool | None = Field(
         default=None,
         description="false: search this camera's whole frame every frame (a PTZ camera that "
                     "keeps moving, a scene that is never still).  Default: inference.motion.")
     full_frame_every_s: float | None = Field(
-        default=None, ge=0, le=3600,
+        default=None,
         description="Search the whole frame at least this often (seconds); 0: every frame.  "
                     "Default: inference.full_frame_every_s.")
     min_face: float | None = Field(
-        default=None, ge=12, le=4096,
+        default=None,
         description="Smallest face side to detect here, in pixels of the analysed frame (a "
                     "door camera sees big faces, a wide one small faces).  Default: "
                     "inference.min_face.")
     motion_threshold: float | None = Field(
-        default=None, ge=1, le=255,
+        default=None,
         description="Grey levels a pixel must change by to count as motion.  Default: "
                     "inference.motion_threshold.")
+
+    @model_validator(mode="after")
+    def _check(self) -> CameraDetectionConfig:
+        from facewatch.config import stages
+
+        stage_checked(lambda: stages.camera_detection_checked(self))
+        return self
 
 
 class CameraConfig(Section):
@@ -145,19 +153,9 @@ class CameraConfig(Section):
     def detection_settings(self, defaults: InferenceConfig, phase: float = 0.0) -> GateSettings:
         """This camera's detection gate settings: its `detection:` keys over `defaults`.
         `phase` (0..1) offsets its periodic full-frame passes from other cameras'."""
-        from facewatch.detection.gate import GateSettings
+        from facewatch.config import stages
 
-        d = self.detection
-
-        def pick(mine: float | None, default: float) -> float:
-            return default if mine is None else mine
-
-        return GateSettings(
-            min_face=pick(d.min_face, defaults.min_face),
-            motion=defaults.motion if d.motion is None else d.motion,
-            full_frame_every_s=pick(d.full_frame_every_s, defaults.full_frame_every_s),
-            motion_threshold=pick(d.motion_threshold, defaults.motion_threshold),
-            phase=phase)
+        return stages.detection_settings(defaults, self.detection, phase)
 
     def stream_settings(self) -> StreamSettings:
         """The reader's settings for this camera (use a resolved config: relative paths made absolute)."""

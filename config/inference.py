@@ -9,7 +9,10 @@ from pydantic import Field, model_validator
 from facewatch.config.base import ConfigPath, Section, located_error, stage_checked
 from facewatch.engines.backends.base import BackendName, BackendOptions, Precision
 from facewatch.engines.catalog import DEFAULT_EMBEDDER
+from facewatch.detection.settings import GateSettings
 from facewatch.inference.batcher import BatchSettings
+
+_G = GateSettings
 
 if TYPE_CHECKING:
     from facewatch.detection.detector import MtcnnSettings
@@ -42,23 +45,23 @@ class InferenceConfig(Section):
     flip: bool = Field(
         default=False, description="Also embed the mirrored face and average (twice the embedding cost).")
     min_face: float = Field(
-        default=40.0, ge=12, le=4096,
+        default=_G.min_face,
         description="Smallest face side to detect, in pixels of the analysed frame; smaller is "
                     "slower.  Default of every camera's detection.min_face.")
     motion: bool = Field(
-        default=True,
+        default=_G.motion,
         description="Run the detector only where it can find something: tracked faces are "
                     "re-found on their predicted boxes, new faces are looked for where the "
                     "picture changed, and a still camera with no face costs next to nothing.  "
                     "false: the whole frame every frame.  Default of every camera's "
                     "detection.motion.")
     full_frame_every_s: float = Field(
-        default=5.0, ge=0, le=3600,
+        default=_G.full_frame_every_s,
         description="With motion on, search the whole frame at least this often (seconds), "
                     "for faces that appeared without moving; 0: every frame.  Default of every "
                     "camera's detection.full_frame_every_s.")
     motion_threshold: float = Field(
-        default=15.0, ge=1, le=255,
+        default=_G.motion_threshold,
         description="Grey levels (0-255) a pixel must change by to count as motion; raise it "
                     "for a noisy picture.  Default of every camera's detection.motion_threshold.")
     scale_factor: float = Field(
@@ -69,6 +72,7 @@ class InferenceConfig(Section):
         from facewatch.config import stages
 
         stage_checked(lambda: stages.batch_settings(self))
+        stage_checked(lambda: stages.detection_settings(self))
         if self.precision == "fp16" and self.backend != "tensorrt":
             raise located_error(("precision",), "fp16 needs backend: tensorrt; on ONNX Runtime "
                                                 "use fp32 or int8")

@@ -12,7 +12,7 @@ import numpy as np
 
 from facewatch.cli.common import add_recognition_options, pipeline_from
 from facewatch.cli.output import emit
-from facewatch.detection.gate import GateSettings
+from facewatch.detection.settings import GateSettings
 from facewatch.errors import BadInputError
 
 

@@ -28,38 +28,12 @@ import numpy as np
 from facewatch.detection.detections import Detections
 from facewatch.detection.motion import Motion, MotionDetector, MotionSettings
 from facewatch.detection.requests import Box, DetectionRequest, Region
-from facewatch.errors import ConfigError
+from facewatch.detection.settings import GateSettings
 
 # "untracked": a face found lately that no track follows (its score too low to start one);
 # refreshed, and searched around like a new track, so a face the full detector finds now and
 # then is found by the gated one as often.
 TrackState = Literal["tentative", "confirmed", "lost", "untracked"]
-
-
-@dataclass(frozen=True)
-class GateSettings:
-    """One camera's detection settings (`cameras[].detection` over `inference` defaults)."""
-
-    # Smallest face to find, in pixels of the analysed frame.
-    min_face: float = 40.0
-    # Look only where the picture changed and where tracked faces are; False: every frame whole.
-    motion: bool = True
-    # The whole frame at least this often (seconds of capture time) while gating; 0: always.
-    full_frame_every_s: float = 5.0
-    # Grey levels a pixel must change by to be motion (see `MotionSettings.threshold`).
-    motion_threshold: float = 15.0
-    # Periodic full passes are offset by this fraction of their period, so that cameras
-    # started together do not all search whole frames in the same batch.
-    phase: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.min_face < 12:
-            raise ConfigError(f"detection: min_face must be at least 12 pixels, got {self.min_face}")
-        if self.full_frame_every_s < 0:
-            raise ConfigError(f"detection: full_frame_every_s must be >= 0, got "
-                              f"{self.full_frame_every_s}")
-        if not 0 <= self.phase < 1:
-            raise ConfigError(f"detection: phase must be in [0, 1), got {self.phase}")
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from facewatch.errors import ConfigError
+from facewatch.errors import require
 
 Box = tuple[float, float, float, float]
 
@@ -58,14 +58,13 @@ class MotionSettings:
     shift_check_fraction: float = 0.05
 
     def __post_init__(self) -> None:
-        if not 0 < self.threshold < 256:
-            raise ConfigError(f"motion: threshold must be in (0, 256), got {self.threshold}")
-        if not 0 < self.global_fraction <= 1:
-            raise ConfigError(f"motion: global_fraction must be in (0, 1], got {self.global_fraction}")
-        if not self.learn_s > 0:
-            raise ConfigError(f"motion: learn_s must be > 0, got {self.learn_s}")
-        if not 16 <= self.min_width <= self.max_width:
-            raise ConfigError("motion: need 16 <= min_width <= max_width")
+        require(1.0 <= self.threshold <= 255.0, "threshold",
+                f"must be 1 to 255 grey levels, got {self.threshold:g}")
+        require(0.0 < self.global_fraction <= 1.0, "global_fraction",
+                f"must be in (0, 1], got {self.global_fraction:g}")
+        require(self.learn_s > 0, "learn_s", f"must be > 0, got {self.learn_s:g}")
+        require(16 <= self.min_width <= self.max_width, "min_width",
+                f"need 16 <= min_width <= max_width, got {self.min_width}, {self.max_width}")
 
 
 @dataclass(frozen=True, eq=False)

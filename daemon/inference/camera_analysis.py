@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from facewatch.detection.gate import DetectionGate, GateSettings, UntrackedFaces, track_hints
+from facewatch.detection.gate import DetectionGate, UntrackedFaces, track_hints
+from facewatch.detection.settings import GateSettings
 from facewatch.detection.requests import DetectionRequest
 from facewatch.events.schema import (
     Event,

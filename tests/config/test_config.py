@@ -244,11 +244,11 @@ def test_mqtt_tls_switch_and_port_default(tmp_path: Path) -> None:
      r"^10: outputs\.zmq\.bind: .*port '99999' is not 1-65535"),
     (BASE + "metrics: {bind: everywhere}\n", r"^8: metrics\.bind: 'everywhere' is not an IP address"),
     (BASE.replace("    loop: true\n", "    loop: true\n    detection:\n      min_face: 5\n"),
-     r"^8: cameras\[1\]\.detection\.min_face: Input should be greater than or equal to 12"),
+     r"^8: cameras\[1\]\.detection\.min_face: must be 12 to 4096 pixels, got 5"),
     (BASE.replace("    loop: true\n", "    loop: true\n    detection: {motoin: false}\n"),
      r"^7: cameras\[1\]\.detection\.motoin: unknown key"),
     (BASE + "inference:\n  full_frame_every_s: -1\n",
-     r"^9: inference\.full_frame_every_s: Input should be greater than or equal to 0"),
+     r"^9: inference\.full_frame_every_s: must be 0 \(every frame\) to 3600 s, got -1"),
     # cross-field rules
     (BASE + "tracking:\n  low_score: 0.95\n",
      r"^9: tracking\.low_score: must be in \(0, high_score = 0\.9\], got 0\.95"),

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from facewatch.bench.sources import sample_frames
-from facewatch.detection.gate import GateSettings
+from facewatch.detection.settings import GateSettings
 from facewatch.events.schema import Event, FaceRecognized, FaceUnknown, TrackStarted
 from facewatch.gallery.gallery import Gallery
 from facewatch.identity import GalleryMatcher

@@ -12,13 +12,8 @@ import pytest
 
 from facewatch.bench.sources import sample_frames, still_frames
 from facewatch.detection.detections import Detections
-from facewatch.detection.gate import (
-    DetectionGate,
-    GateSettings,
-    TrackHint,
-    track_hints,
-    untracked_boxes,
-)
+from facewatch.detection.gate import DetectionGate, TrackHint, track_hints, untracked_boxes
+from facewatch.detection.settings import GateSettings
 from facewatch.errors import ConfigError
 
 FPS = 10.0
