@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 
 # Its heartbeat limit is set per camera by the supervisor (reconnection backoff + the
 # no-frame watchdog); a file that does not loop finishes by itself.
-KIND = ChildKind("source", may_finish=True, stop_timeout_s=1.0, stop_order=0)
+KIND = ChildKind("source", may_finish=True, stop_timeout_s=1.0, stop_order=0,
+                 preload=("facewatch.streams.preload",))
 # A camera.status event that cannot be queued within this long is dropped (and logged):
 # the publisher is restarting, and the next change of state will tell anyway.
 _STATUS_PUT_S = 2.0
