@@ -140,8 +140,10 @@ class DaemonProcess:
                                  f"{self.log_tail()}") from None
 
     def children(self) -> list[int]:
-        """Process ids whose parent is the daemon's main process (the supervisor)."""
-        out = []
+        """Process ids of every live process below the daemon's main process (the
+        supervisor): its children, and theirs -- the cameras' source processes are forked by
+        a server the supervisor starts (see facewatch.processes.child)."""
+        parents: dict[int, int] = {}
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
                 continue
@@ -151,8 +153,14 @@ class DaemonProcess:
                 continue
             # pid (comm) state ppid ...: comm may hold spaces and parentheses
             fields = stat.rsplit(")", 1)[1].split()
-            if int(fields[1]) == self.pid and fields[0] != "Z":
-                out.append(int(entry.name))
+            if fields[0] != "Z":
+                parents[int(entry.name)] = int(fields[1])
+        out, todo = [], [self.pid]
+        while todo:
+            parent = todo.pop()
+            below = [pid for pid, ppid in parents.items() if ppid == parent]
+            out += below
+            todo += below
         return out
 
     def child(self, role: str) -> int | None:
