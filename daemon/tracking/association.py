@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from facewatch.boxes import iou_matrix
 
@@ -23,5 +22,10 @@ def match(iou: np.ndarray, min_iou: float) -> list[tuple[int, int]]:
     if not feasible.any():
         return []
     cost = np.where(feasible, 1.0 - iou, _FORBIDDEN)
+    # Imported here, not with the module: scipy.optimize is ~40 MiB of PSS, and every process
+    # that reads the config imports the tracker's settings, but only the inference process
+    # ever matches.
+    from scipy.optimize import linear_sum_assignment
+
     rows, cols = linear_sum_assignment(cost)
     return [(int(r), int(c)) for r, c in zip(rows, cols, strict=True) if feasible[r, c]]
