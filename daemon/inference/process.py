@@ -38,22 +38,21 @@ from facewatch.inference.batcher import FrameBatcher
 from facewatch.inference.camera_analysis import AnalysisSettings, CameraAnalysis, new_track_ids
 from facewatch.metrics import Metrics
 from facewatch.pipeline import FacePipeline
+from facewatch.inference import entry
 from facewatch.processes.channels import (
     BufferedSender,
     ChannelError,
     ControlCommand,
     InferenceChannels,
 )
-from facewatch.processes.child import ChildContext, ChildKind
+from facewatch.processes.child import ChildContext
 
 log = logging.getLogger(__name__)
 
 # Check for cameras that went quiet (to end their tracks) this often.
 _IDLE_CHECK_S = 0.5
 
-# Loading the models and enrolling the gallery takes a while before the first heartbeat
-# loop; it stops after the sources (they produce its frames) and before the publisher.
-KIND = ChildKind("inference", start_grace_s=120.0, stop_timeout_s=3.0, stop_order=1)
+KIND = entry.KIND  # the supervisor starts it through facewatch.inference.entry
 
 
 def analysis_settings(config: DaemonConfig) -> AnalysisSettings:

@@ -37,7 +37,7 @@ from facewatch.config.daemon import DaemonConfig
 from facewatch.errors import EXIT_CONFIG, FacewatchError
 from facewatch.events.schema import Event
 from facewatch.frames.ring import FrameRef, FrameRing
-from facewatch.inference import process as inference_process
+from facewatch.inference import entry as inference_process
 from facewatch.metrics import Metrics, prepare_multiprocess_dir, process_died, serve
 from facewatch.processes.channels import (
     Channel,
