@@ -72,7 +72,7 @@ def gated_pass(detector: MtcnnDetector, frames: list[np.ndarray], times: list[fl
         out.seconds.append(time.perf_counter() - t)
         cpu += _cpu() - c
         out.detections.append(found)
-        out.kinds.append(request.kind)
+        out.kinds.append(detector.last_kinds[0])  # what ran (patches may have become the full frame)
         update = tracker.update(found, ts)
         out.tracks.append(update)
         untracked.update(found, (t.detection for t in update.tracks), ts)

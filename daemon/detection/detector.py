@@ -128,7 +128,9 @@ class MtcnnDetector:
         idx = np.concatenate([i for _, _, i in found])
         # Refreshed faces: a few squares each first, the others only for the faces those
         # missed.  P-Net's candidates are in no group (-1); a refreshed face's in one each.
-        refreshed = [(fi, box) for fi, r in enumerate(requests) for box in r.refresh]
+        # (a frame searched whole is the plain detector's: its refresh boxes add nothing the
+        # full pass would not find, and cost R-Net and O-Net crops)
+        refreshed = [(fi, box) for fi, r in enumerate(requests) if not full[fi] for box in r.refresh]
         first, rest = conv.REFRESH_VARIANTS[:REFRESH_FIRST], conv.REFRESH_VARIANTS[REFRESH_FIRST:]
         r_boxes, r_idx, r_groups = _refresh_candidates(refreshed, range(len(refreshed)), first)
         out = self._rnet_onet(pyramids, np.concatenate([boxes, r_boxes]),

@@ -11,7 +11,8 @@ per network:
 - `regions`: P-Net only over these rectangles, at the pyramid levels of the faces asked for
   (around a new or lost track, at its face's scale);
 - `refresh`: no P-Net at all: R-Net and O-Net look at these boxes (the predicted boxes of
-  tracked faces) and a little around them.
+  tracked faces) and a little around them -- unless the frame is searched whole anyway,
+  which finds what a plain detector finds.
 
 Every candidate, whichever way it came, then goes through the same R-Net and O-Net, so a face
 found by a refresh is described exactly as the full-frame detector would describe it.
