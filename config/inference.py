@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field, model_validator
 
 from facewatch.config.base import ConfigPath, Section, located_error, stage_checked
+from facewatch.detection.settings import GateSettings
 from facewatch.engines.backends.base import BackendName, BackendOptions, Precision
 from facewatch.engines.catalog import DEFAULT_EMBEDDER
-from facewatch.detection.settings import GateSettings
 from facewatch.inference.batcher import BatchSettings
 
 _G = GateSettings

@@ -23,8 +23,8 @@ import numpy as np
 from facewatch.detection.detections import Detections
 from facewatch.detection.detector import MtcnnDetector
 from facewatch.detection.gate import DetectionGate, UntrackedFaces, track_hints
-from facewatch.detection.settings import GateSettings
 from facewatch.detection.requests import DetectionRequest
+from facewatch.detection.settings import GateSettings
 from facewatch.tracking import FaceTracker, TrackerSettings, TrackUpdate
 
 MATCH_IOU = 0.5

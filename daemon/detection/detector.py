@@ -103,7 +103,7 @@ class MtcnnDetector:
         if not frames:
             return []
         faces = [self._min_face(r) for r in requests]
-        pyramids = [conv.Pyramid(f, self._scales(f.shape[0], f.shape[1], face))
+        pyramids = [conv.Pyramid.build(f, self._scales(f.shape[0], f.shape[1], face))
                     for f, face in zip(frames, faces)]
         patches: dict[int, list[_Patch]] = {}
         full = [r.full_frame for r in requests]
@@ -154,7 +154,7 @@ class MtcnnDetector:
         For images known to hold a face where detection found none (LFW's hardest images),
         this still gives landmarks to align with.
         """
-        pyramid = conv.Pyramid(frame, self._scales(*frame.shape[:2], self.settings.min_face))
+        pyramid = conv.Pyramid.build(frame, self._scales(*frame.shape[:2], self.settings.min_face))
         squared = conv.square(boxes.astype(np.float32))
         idx = np.zeros(squared.shape[0], np.int32)
         out = self.onet.run({"input": conv.crop_boxes([pyramid], idx, squared, 48)})

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from facewatch.detection.gate import DetectionGate, UntrackedFaces, track_hints
-from facewatch.detection.settings import GateSettings
 from facewatch.detection.requests import DetectionRequest
+from facewatch.detection.settings import GateSettings
 from facewatch.events.schema import (
     Event,
     FaceRecognized,

@@ -34,11 +34,11 @@ from facewatch.gallery import last_good
 from facewatch.gallery.gallery import Gallery
 from facewatch.gallery.watch import GalleryWatcher
 from facewatch.identity import GalleryMatcher, IdentitySettings
+from facewatch.inference import entry
 from facewatch.inference.batcher import FrameBatcher
 from facewatch.inference.camera_analysis import AnalysisSettings, CameraAnalysis, new_track_ids
 from facewatch.metrics import Metrics
 from facewatch.pipeline import FacePipeline
-from facewatch.inference import entry
 from facewatch.processes.channels import (
     BufferedSender,
     ChannelError,

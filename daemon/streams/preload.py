@@ -17,7 +17,7 @@ import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import facewatch.streams.process  # noqa: E402,F401  (the loop, the ring, numpy, metrics)
+import facewatch.streams.process  # noqa: F401  (the loop, the ring, numpy, metrics)
 
 # The plugins of rtspsrc / uridecodebin / v4l2src -> decodebin -> videoconvert -> appsink with
 # the usual containers and codecs; hardware decoders' plugins load on demand in the source.
@@ -36,5 +36,5 @@ else:
         gstreamer_impl.init_gstreamer()
         for _name in PLUGINS:
             Gst.Plugin.load_by_name(_name)  # None when not installed
-    except Exception:  # noqa: BLE001  (the source process reports GStreamer's state itself)
+    except Exception:  # noqa: BLE001,S110  (the source process reports GStreamer's state itself)
         pass

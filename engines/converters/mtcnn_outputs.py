@@ -354,16 +354,23 @@ class Pyramid:
     needs crops of a few large faces, or P-Net over a few fine levels, pays only for those.
     """
 
-    def __init__(self, frame: np.ndarray, scales: list[float]) -> None:
-        h, w = frame.shape[:2]
-        self.sizes: tuple[tuple[int, int], ...] = ((h, w), *(level_size(h, w, s) for s in scales))
-        # (x, y) scale of each image, from its actual size
-        self.scales: tuple[tuple[float, float], ...] = tuple((lw / w, lh / h) for lh, lw in self.sizes)
-        self._images: list[np.ndarray] = [frame]
+    def __init__(self, images: tuple[np.ndarray, ...], scales: tuple[tuple[float, float], ...],
+                 sizes: tuple[tuple[int, int], ...] | None = None) -> None:
+        """`images`: the frame and any levels already made; `scales`: the (x, y) scale of every
+        image; `sizes`: the (height, width) of every image, so that those not given are made
+        when asked for (`build` gives only the frame)."""
+        self.scales: tuple[tuple[float, float], ...] = tuple(scales)
+        self.sizes: tuple[tuple[int, int], ...] = sizes if sizes is not None else tuple(
+            (int(i.shape[0]), int(i.shape[1])) for i in images)
+        self._images: list[np.ndarray] = list(images)
 
     @staticmethod
     def build(frame: np.ndarray, scales: list[float]) -> Pyramid:
-        return Pyramid(frame, scales)
+        """`frame`'s pyramid for these P-Net scales; its levels are made on demand."""
+        h, w = frame.shape[:2]
+        sizes = ((h, w), *(level_size(h, w, s) for s in scales))
+        # (x, y) scale of each image, from its actual size
+        return Pyramid((frame,), tuple((lw / w, lh / h) for lh, lw in sizes), sizes)
 
     def image(self, index: int) -> np.ndarray:
         """Image `index` (0: the frame, i: P-Net scale i - 1)."""
