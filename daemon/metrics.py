@@ -8,10 +8,15 @@ nothing here touches prometheus_client at import time.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import struct
+import time
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -108,17 +113,20 @@ def serve(bind: str, port: int) -> Any:
     from prometheus_client.multiprocess import MultiProcessCollector
 
     class Collector(MultiProcessCollector):
-        """A child that dies while a scrape lists the files has its live gauges' files
-        removed (`process_died`) before they are read: the scrape then failed with HTTP 500.
-        Such a scrape is simply made again."""
+        """Children come and go while a scrape reads their files: one that dies has its live
+        gauges' files removed (`process_died`) after the scrape listed them, one that starts
+        has a file not yet filled in.  Either failed the scrape with HTTP 500; such a scrape is
+        simply made again."""
 
         def collect(self) -> Any:
-            for attempt in range(3):
+            for attempt in range(5):
                 try:
                     return list(super().collect())  # type: ignore[no-untyped-call]
-                except FileNotFoundError:
-                    if attempt == 2:
+                except (OSError, ValueError, struct.error) as exc:
+                    if attempt == 4:
                         raise
+                    log.debug("metrics scrape retried: %s", exc)
+                    time.sleep(0.02)
             return []
 
     registry = CollectorRegistry()

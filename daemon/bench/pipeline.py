@@ -47,6 +47,9 @@ def register(bsub: argparse._SubParsersAction[argparse.ArgumentParser], common: 
                    help="every stream plays a static scene instead: the source's first frame "
                         "with sensor noise, as an MPEG-4 video at --fps (a camera watching an "
                         "empty room)")
+    p.add_argument("--no-library", action="store_true",
+                   help="run without the face library (compare its cost: the library is on by "
+                        "default, as in the daemon)")
     p.add_argument("--no-motion", action="store_true",
                    help="switch detection gating off (inference.motion: false): the whole frame "
                         "every frame, to compare")
@@ -173,6 +176,9 @@ def _bench(args: argparse.Namespace) -> int:
                       **({"models_dir": str(args.models)} if args.models else {})},
         "snapshots": {"enabled": False},
         "metrics": {"port": metrics_port},
+        # the page is not part of the pipeline, and its port must not clash with a daemon
+        "api": {"enabled": False},
+        "library": {"enabled": not args.no_library},
     }
     config_path = work / "config.yaml"
     config_path.write_text(json.dumps(config))  # JSON is YAML
@@ -257,7 +263,9 @@ def _bench(args: argparse.Namespace) -> int:
         "pss_mib_per_source_process": pss.get("source", 0.0) / max(1, sources),
         "processes": {str(pid): {"role": roles.get(pid, "other"), **values}
                       for pid, values in memory.items()},
-        "still": args.still, "motion": not args.no_motion,
+        "still": args.still, "motion": not args.no_motion, "library": not args.no_library,
+        "library_faces_stored": sum(v for k, v in m1.items()
+                                    if k.startswith("facewatch_library_faces_stored_total")),
         "event_latency_ms_p50": float(np.percentile(latency, 50)) if latency.size else None,
         "event_latency_ms_p99": float(np.percentile(latency, 99)) if latency.size else None,
         "events": len(measured),
@@ -272,7 +280,9 @@ def _bench(args: argparse.Namespace) -> int:
             totals[k] = totals.get(k, 0) + v
     lines = [f"{args.streams} stream(s) of {'a still scene from ' if args.still else ''}"
              f"{args.source.name} at {args.fps:g} fps, {seconds:.0f} s measured"
-             + ("" if not args.no_motion else ", gating off"),
+             + ("" if not args.no_motion else ", gating off")
+             + (", face library off" if args.no_library else
+                f", face library on ({doc['library_faces_stored']:.0f} faces stored)"),
              "analysed fps per stream: " + ", ".join(f"{c} {v:.1f}" for c, v in sorted(fps.items())),
              f"total {doc['analysed_fps_total']:.1f} analysed fps, "
              f"{doc['decoded_fps_total']:.0f} decoded fps, {doc['cpu_cores_used']:.2f} cores busy "

@@ -38,6 +38,7 @@ import socket
 import sqlite3
 import subprocess
 import time
+import urllib.error
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -153,7 +154,10 @@ class Rig:
         return read_jsonl(self.jsonl)
 
     def metric(self, name: str, **labels: str) -> float:
-        return metric_sum(self.metrics_port, name, **labels)
+        try:
+            return metric_sum(self.metrics_port, name, **labels)
+        except urllib.error.HTTPError as exc:  # the daemon's log says why
+            raise AssertionError(f"metrics endpoint: {exc}\n{self.daemon.log_tail(60)}") from None
 
     def require_running(self) -> None:
         if self.daemon.returncode is not None:
