@@ -3,7 +3,9 @@
     {"v": 1, "type": "face.recognized", "seq": 7, "event_id": "9f0c...", "camera": "door",
      "ts": 1718000000.125, "published_ts": 1718000000.31, "track_id": 3, "identity": "ada",
      "name": "Ada Lovelace", "score": 0.71, "bbox": [412.5, 80.0, 530.25, 226.0],
-     "snapshot": "/var/lib/facewatch/snapshots/door/...jpg", "metadata": {"team": "lab"}}
+     "snapshot": "/var/lib/facewatch/snapshots/door/...jpg",
+     "snapshot_url": "http://nvr.lan:8765/api/tracks/3/snapshot?sig=...",
+     "crop_url": "http://nvr.lan:8765/api/tracks/3/crop?sig=...", "metadata": {"team": "lab"}}
 
 The common fields come first, then the type's own, in a fixed order.
 """

@@ -15,6 +15,10 @@ Every event carries:
   across restarts of the daemon too, so a gap means a lost event; `published_ts` is when it
   was handed to the transports.  Both are None until then.
 
+The events that name a snapshot also carry `snapshot_url` and `crop_url` when the daemon's
+HTTP API serves them (`facewatch.events.urls`), set by the publishing side too: links an
+automation can hand to a phone notification.  None otherwise.
+
 The JSON form is in `facewatch.events.codec`; `config/events.schema.json` describes it.
 """
 
@@ -52,6 +56,19 @@ def _finite(name: str, value: float) -> float:
 def _score(name: str, value: float, low: float) -> float:
     # Clamped, not refused: float32 arithmetic puts a perfect match at 1.0000001.
     return round(min(max(_finite(name, value), low), 1.0), 4)
+
+
+# Longer than any URL facewatch makes (api.public_url is at most 2,000 characters).
+MAX_URL_CHARS = 2200
+
+
+def _url(name: str, value: str | None) -> str | None:
+    if value is None:
+        return None
+    if (not isinstance(value, str) or not value.startswith(("http://", "https://"))
+            or len(value) > MAX_URL_CHARS or any(ch.isspace() or ord(ch) < 32 for ch in value)):
+        raise ValueError(f"{name} must be an http(s) URL without spaces, got {str(value)[:80]!r}")
+    return value
 
 
 def _bbox(value: Any) -> BBox:
@@ -147,12 +164,15 @@ class FaceRecognized(_TrackEvent):
     score: float  # cosine similarity to the gallery entry
     bbox: BBox
     snapshot: str | None = None  # absolute path of the saved face image
+    snapshot_url: str | None = None  # the same image from the daemon's API, when it serves it
+    crop_url: str | None = None  # the aligned face, from the API (once the library keeps it)
     metadata: Mapping[str, Any] = field(default_factory=dict)  # the gallery's, as given
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not self.identity:
             raise ValueError("identity must not be empty")
+        _check_urls(self)
         self._set("bbox", _bbox(self.bbox))
         self._set("score", _score("score", self.score, -1.0))
         # A plain dict copy: events cross process queues, and a MappingProxyType cannot be
@@ -169,9 +189,12 @@ class FaceUnknown(_TrackEvent):
     score: float  # the best similarity found, below the threshold
     bbox: BBox
     snapshot: str | None = None
+    snapshot_url: str | None = None
+    crop_url: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        _check_urls(self)
         self._set("bbox", _bbox(self.bbox))
         self._set("score", _score("score", self.score, -1.0))
 
@@ -186,9 +209,12 @@ class TrackEnded(_TrackEvent):
     identity: str | None = None
     name: str | None = None
     snapshot: str | None = None  # the best snapshot of the track
+    snapshot_url: str | None = None
+    crop_url: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        _check_urls(self)
         duration = round(_finite("duration_s", self.duration_s), 3)
         if duration < 0:
             raise ValueError(f"duration_s must be >= 0, got {duration}")
@@ -219,6 +245,14 @@ class CameraStatus(Event):
         # camera password, whichever library wrote it.
         return cls(camera=status.camera, ts=status.at, state=state, reason=redact(status.reason))
 
+
+def _check_urls(event: FaceRecognized | FaceUnknown | TrackEnded) -> None:
+    event._set("snapshot_url", _url("snapshot_url", event.snapshot_url))
+    event._set("crop_url", _url("crop_url", event.crop_url))
+
+
+# The events that can carry `snapshot_url` and `crop_url`.
+WithMedia = FaceRecognized | FaceUnknown | TrackEnded
 
 EVENT_TYPES: Mapping[str, type[Event]] = MappingProxyType({
     cls.TYPE: cls for cls in (TrackStarted, FaceRecognized, FaceUnknown, TrackEnded, CameraStatus)})

@@ -44,6 +44,8 @@ def examples() -> list[Event]:
         FaceRecognized(camera="door", ts=TS + 0.4, track_id=3, identity="ada", name="Ada Lovelace",
                        score=np.float64(0.7123), bbox=(410.0, 81.5, 529.0, 225.0),
                        snapshot="/var/lib/facewatch/snapshots/door/20240610-061320-3.jpg",
+                       snapshot_url="http://nvr.lan:8765/api/tracks/3/snapshot?sig=0123abcd",
+                       crop_url="http://nvr.lan:8765/api/tracks/3/crop?sig=4567ef01",
                        metadata={"team": "lab", "badge": 17, "tags": ["staff"]}),
         FaceUnknown(camera="yard-2", ts=TS + 1, track_id=np.int64(4),  # type: ignore[arg-type]
                     bbox=[10, 20, 50, 70], score=0.21, snapshot=None),  # type: ignore[arg-type]
@@ -88,7 +90,12 @@ def test_every_type_validates_against_the_schema(tmp_path: Path,
 def test_the_json_form(tmp_path: Path) -> None:
     recognized = published(examples(), tmp_path)[2]
     assert list(recognized) == ["v", "type", "seq", "event_id", "camera", "ts", "published_ts",
-                                "track_id", "identity", "name", "score", "bbox", "snapshot", "metadata"]
+                                "track_id", "identity", "name", "score", "bbox", "snapshot",
+                                "snapshot_url", "crop_url", "metadata"]
+    assert recognized["snapshot_url"] == "http://nvr.lan:8765/api/tracks/3/snapshot?sig=0123abcd"
+    # without the API, the links are null: present, so a consumer need not test for the key
+    unknown = published(examples()[3:4], tmp_path / "unknown")[0]
+    assert unknown["snapshot_url"] is None and unknown["crop_url"] is None
     assert recognized["v"] == 1 and recognized["type"] == "face.recognized"
     assert recognized["ts"] == TS + 0.4 and recognized["published_ts"] >= recognized["ts"]
     assert recognized["bbox"] == [410.0, 81.5, 529.0, 225.0]
@@ -108,6 +115,9 @@ def test_the_json_form(tmp_path: Path) -> None:
     lambda e: e.update(surprise=True),
     lambda e: e.update(type="face.unknown"),  # face.unknown has no identity
     lambda e: e.update(score=1.5),
+    lambda e: e.update(snapshot_url="file:///etc/passwd"),
+    lambda e: e.update(crop_url="http://nvr.lan/a b"),
+    lambda e: e.update(crop_url=3),
 ])
 def test_the_schema_is_not_permissive(tmp_path: Path, validator: jsonschema.protocols.Validator,
                                       mutate: Any) -> None:
@@ -144,6 +154,17 @@ def test_producer_values_are_normalised() -> None:
     assert isinstance(unknown, FaceUnknown) and type(unknown.track_id) is int
     # float32 rounding can put a perfect match just above 1: clamped, not refused.
     assert FaceUnknown(camera="c", ts=1, track_id=1, bbox=(0, 0, 1, 1), score=1.0000001).score == 1.0
+
+
+def test_links_must_be_plain_http_urls() -> None:
+    base: dict[str, Any] = {"camera": "door", "ts": TS, "track_id": 1, "bbox": (0, 0, 1, 1), "score": 0.5}
+    for bad in ("file:///etc/passwd", "javascript:alert(1)", "http://a b", "http://a\nb", "x" * 3000):
+        with pytest.raises(ValueError, match="snapshot_url"):
+            FaceUnknown(**base, snapshot_url=bad)
+    # an event written by an older daemon, without the links, still reads
+    old = to_dict(FaceUnknown(**base).stamped(1, TS))
+    del old["snapshot_url"], old["crop_url"]
+    assert from_dict(old).snapshot_url is None  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("kwargs", [
