@@ -44,7 +44,7 @@ class ApiConfig(Section):
         description="The URL the API is reached at from elsewhere (e.g. "
                     "http://nvr.lan:8765); events then carry snapshot_url and crop_url for "
                     "notifications.  Default: http://<bind>:<port> when bound to an address "
-                    "others can reach, else none.")
+                    "others can reach (the machine's host name for 0.0.0.0 or ::), else none.")
     max_upload_mb: float = Field(
         default=20.0, gt=0, le=200, description="Largest image accepted by an upload, in MB.")
 

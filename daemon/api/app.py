@@ -44,7 +44,7 @@ def one_line(text: object) -> str:
 
 
 def create_app(context: ApiContext) -> FastAPI:
-    from facewatch.api.routes import health
+    from facewatch.api.routes import health, track_media
 
     token = context.config.api.token
     auth = TokenAuth(token.get_secret_value() if token is not None else None)
@@ -55,6 +55,8 @@ def create_app(context: ApiContext) -> FastAPI:
     app.state.auth = auth
     protected = [Depends(auth)]
     app.include_router(health.router, prefix="/api", dependencies=protected)
+    # the face images events link to: the token, or the link's own signature (see the module)
+    app.include_router(track_media.router, prefix="/api")
 
     @app.exception_handler(HTTPException)
     async def _http_error(_request: Request, exc: HTTPException) -> JSONResponse:

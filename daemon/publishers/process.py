@@ -24,6 +24,7 @@ from typing import Any
 from facewatch.config.daemon import DaemonConfig
 from facewatch.errors import EXIT_CONFIG, ConfigError, FacewatchError
 from facewatch.events.schema import Event
+from facewatch.events.urls import media_links
 from facewatch.metrics import Metrics
 from facewatch.processes.channels import Inbox
 from facewatch.processes.child import ChildContext, ChildKind
@@ -76,6 +77,11 @@ class PublisherLoop:
         # A transport that acknowledges (MQTT) is fed from the outbox; the others get each
         # event once, as soon as it is stored.
         self.fanout = Fanout([p for p in publishers if not acknowledges(p)])
+        # snapshot_url and crop_url, when the API serves them (facewatch.events.urls)
+        self.links = media_links(config)
+        if self.links is not None and config.api.public_url is None:
+            log.info("events link to their faces at %s (set api.public_url if others reach "
+                     "this machine by another name)", self.links.base)
         self.delivery: AckedDelivery | None = None
         for publisher in publishers:
             if acknowledges(publisher):
@@ -101,6 +107,8 @@ class PublisherLoop:
         self._housekeeping()
 
     def handle(self, event: Event) -> None:
+        if self.links is not None:
+            event = self.links.add_to(event)
         # on disk (when a transport confirms delivery) before any transport sees it
         stamped = self.outbox.add(event, keep=self.delivery is not None)
         self.fanout.deliver(stamped)
