@@ -20,6 +20,9 @@ from facewatch.config.base import ConfigPath, Section, located_error
 MQTT_PASSWORD_CREDENTIAL = "mqtt_password"
 DEFAULT_PORT = 1883
 DEFAULT_TLS_PORT = 8883
+# A face at the door is seen for seconds; "home" is a longer thing.  Ten minutes says "just
+# seen" without flickering off between two passes in front of a camera.
+DEFAULT_PRESENCE_MINUTES = 10.0
 _HOST = re.compile(r"^[A-Za-z0-9._:-]{1,253}$")
 
 
@@ -125,10 +128,17 @@ class MqttOutput(Section):
                     "disconnect each other.")
     keepalive: int = Field(default=60, ge=5, le=3600, description="Seconds between keep-alive pings.")
     home_assistant: bool = Field(
-        default=False, description="Publish Home Assistant MQTT discovery: per camera a sensor with the "
-                           "last recognised name and a binary_sensor for someone recognised.")
+        default=False,
+        description="Publish Home Assistant MQTT discovery and the states behind it: per camera the "
+                    "last recognised name, someone recognised, an unknown face, and an image of the "
+                    "last recognised face; per person in the gallery when and where they were last "
+                    "seen and whether they are present (seen in the last presence_minutes).")
     discovery_prefix: str = Field(
         default="homeassistant", max_length=200, description="Home Assistant's discovery topic prefix.")
+    presence_minutes: float = Field(
+        default=DEFAULT_PRESENCE_MINUTES, gt=0, le=7 * 24 * 60,
+        description="A person's Home Assistant presence sensor is on while they were seen in the "
+                    "last this many minutes (fractions allowed: 0.5 is 30 s).")
 
     @model_validator(mode="before")
     @classmethod

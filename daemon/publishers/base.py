@@ -50,3 +50,14 @@ class AckingPublisher(Publisher, Protocol):
 
 def acknowledges(publisher: Publisher) -> TypeGuard[AckingPublisher]:
     return publisher.acknowledges
+
+
+class TickingPublisher(Publisher, Protocol):
+    """A transport with states that change with time alone (MQTT's Home Assistant presence):
+    the publisher loop calls `tick` several times a second."""
+
+    def tick(self) -> None: ...
+
+
+def ticks(publisher: Publisher) -> TypeGuard[TickingPublisher]:
+    return callable(getattr(publisher, "tick", None))

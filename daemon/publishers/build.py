@@ -27,9 +27,11 @@ def build_publishers(config: DaemonConfig, *, on_ack: AckHook | None = None,
         publishers.append(ZmqPublisher(outputs.zmq.bind, send_hwm=outputs.zmq.send_hwm,
                                        curve=outputs.zmq.curve))
     if outputs.mqtt is not None:
+        from facewatch.publishers.home_assistant import home_assistant_for
         from facewatch.publishers.mqtt import MqttPublisher
 
-        publishers.append(MqttPublisher(outputs.mqtt, config.camera_names, on_ack=on_ack))
+        publishers.append(MqttPublisher(outputs.mqtt, config.camera_names, on_ack=on_ack,
+                                        home_assistant=home_assistant_for(config)))
     if outputs.jsonl is not None:
         from facewatch.publishers.jsonl import JsonlPublisher
 

@@ -10,11 +10,12 @@ Topics (`<prefix>` is `outputs.mqtt.prefix`, `facewatch` by default):
     <prefix>/<camera>/status      the camera's latest camera.status event, retained, so a
                                   client that connects later learns each camera's state
 
-With `home_assistant: true`, discovery configs (retained) under `<discovery_prefix>`: per
-camera a sensor with the last recognised name and a binary_sensor that turns on for
-`HA_OFF_DELAY_S` seconds when someone is recognised, both unavailable while
-`<prefix>/available` says "offline".  They are sent again when Home Assistant announces itself
-on `<discovery_prefix>/status`.
+With `home_assistant: true`, discovery configs (retained) under `<discovery_prefix>` and the
+retained states behind them, per camera and per person in the gallery: see
+`facewatch.publishers.home_assistant`, which decides what to send; this class sends it on
+every (re)connection, after each event, and when `tick()` (called by the publisher loop) finds
+a presence ran out or the gallery changed.  Everything is sent again when Home Assistant
+announces itself on `<discovery_prefix>/status`.
 
 Delivery: with QoS 1 the broker acknowledges each message (PUBACK); once every message of an
 event is acknowledged, `on_ack(event_id)` is called, in paho's network thread.  While the
@@ -34,31 +35,30 @@ paho's own log lines are not forwarded (its CONNECT line names the user).
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
-from facewatch import __version__
 from facewatch.config.mqtt import MqttOutput, TlsFileError
 from facewatch.errors import ConfigError
 from facewatch.events import CameraStatus, Event, to_json
 from facewatch.publishers.base import AckHook, PublisherError
+from facewatch.publishers.home_assistant import AVAILABLE, UNAVAILABLE
+
+if TYPE_CHECKING:
+    from facewatch.publishers.home_assistant import HomeAssistant, Message
 
 log = logging.getLogger(__name__)
 
-AVAILABLE = "online"
-UNAVAILABLE = "offline"
-HA_OFF_DELAY_S = 30
 # "[SSL: TLSV13_ALERT_CERTIFICATE_REQUIRED] tlsv13 alert certificate required (_ssl.c:2580)"
 _SSL_ERROR = re.compile(r"\[SSL: [A-Z0-9_]+\] (.+?) \(_ssl\.c:\d+\)")
 
@@ -76,31 +76,6 @@ def status_topic(prefix: str, camera: str) -> str:
 
 def availability_topic(prefix: str) -> str:
     return f"{prefix}/available"
-
-
-def discovery_messages(settings: MqttOutput, cameras: Sequence[str]) -> list[tuple[str, str]]:
-    """(topic, JSON config) of the Home Assistant entities for `cameras`."""
-    prefix = settings.prefix
-    node = re.sub(r"[^A-Za-z0-9_-]", "_", prefix)
-    out = []
-    for camera in cameras:
-        recognized = f"{prefix}/{camera}/face.recognized"
-        device = {"identifiers": [f"{node}_{camera}"], "name": f"facewatch {camera}",
-                  "manufacturer": "facewatch", "model": "face recognition", "sw_version": __version__}
-        common = {"availability_topic": availability_topic(prefix),
-                  "payload_available": AVAILABLE, "payload_not_available": UNAVAILABLE,
-                  "state_topic": recognized, "device": device}
-        sensor = {**common, "name": "Last recognised", "unique_id": f"{node}_{camera}_last_name",
-                  "value_template": "{{ value_json.name }}", "json_attributes_topic": recognized,
-                  "icon": "mdi:face-recognition"}
-        binary = {**common, "name": "Someone recognised", "unique_id": f"{node}_{camera}_recognised",
-                  "value_template": "ON", "payload_on": "ON", "off_delay": HA_OFF_DELAY_S,
-                  "device_class": "occupancy"}
-        out.append((f"{settings.discovery_prefix}/sensor/{node}/{camera}_last_name/config",
-                    json.dumps(sensor)))
-        out.append((f"{settings.discovery_prefix}/binary_sensor/{node}/{camera}_recognised/config",
-                    json.dumps(binary)))
-    return out
 
 
 class _Client(mqtt.Client):
@@ -158,10 +133,18 @@ class MqttPublisher:
     def __init__(self, settings: MqttOutput, cameras: Sequence[str] = (), *,
                  on_ack: AckHook | None = None, reconnect_min_s: int = 1,
                  reconnect_max_s: int = 30, max_queued: int = 10_000,
-                 stop_timeout_s: float = 2.0) -> None:
-        """`settings` should come from a resolved config (password read, paths absolute)."""
+                 stop_timeout_s: float = 2.0,
+                 home_assistant: HomeAssistant | None = None) -> None:
+        """`settings` should come from a resolved config (password read, paths absolute).
+        `home_assistant`: its entities, when `settings.home_assistant` (by default the
+        cameras' only: `home_assistant_for(config)` adds the gallery's people)."""
         self.settings = settings
         self.cameras = tuple(cameras)
+        if home_assistant is None and settings.home_assistant:
+            from facewatch.publishers.home_assistant import HomeAssistant
+
+            home_assistant = HomeAssistant(settings, self.cameras)
+        self.home_assistant = home_assistant
         self.on_ack = on_ack
         self.reconnect_min_s = reconnect_min_s
         self.reconnect_max_s = reconnect_max_s
@@ -196,6 +179,8 @@ class MqttPublisher:
         self._stopping = False
         self._failed_attempts = 0
         self._last_failure = None
+        if self.home_assistant is not None:
+            self.home_assistant.start()
         client = _Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
                          protocol=mqtt.MQTTv311, clean_session=True)
         client.suppress_exceptions = True  # a bug in a callback must not end the network thread
@@ -252,12 +237,36 @@ class MqttPublisher:
                 # Never acknowledged: whatever part was sent, the event counts as not delivered.
                 self._unacked.pop(event.event_id, None)
             raise PublisherError(f"MQTT {self.settings.address}: {failure}")
+        if self.home_assistant is not None:
+            # After the event: a state changes once what changed it went out.  An event sent
+            # again (an outbox retrying) changes nothing twice.
+            try:
+                messages = self.home_assistant.on_event(event)
+            except Exception:  # a bug here must not hold the event back: it was delivered
+                log.exception("Home Assistant: the states of event %s were not updated", event.seq)
+                return
+            self._send_own(client, messages)
+
+    def tick(self) -> None:
+        """Time-driven states (a presence that ran out) and gallery edits; the publisher loop
+        calls this several times a second."""
+        client = self._client
+        if client is None or self.home_assistant is None:
+            return
+        try:
+            messages = self.home_assistant.tick()
+        except Exception:  # a bug here must not stop the events
+            log.exception("Home Assistant: the periodic update failed")
+            return
+        self._send_own(client, messages)
 
     def stop(self) -> None:
         client, self._client = self._client, None
         if client is None:
             return
         self._stopping = True
+        if self.home_assistant is not None:
+            self.home_assistant.stop()
         if self.connected:
             # Give events in flight a moment to be acknowledged, then say goodbye.
             deadline = time.monotonic() + self.stop_timeout_s
@@ -352,9 +361,9 @@ class MqttPublisher:
         for camera, payload in statuses:
             # The broker may have restarted without persistence and lost the retained state.
             self._publish_own(client, status_topic(prefix, camera), payload, retain=True)
-        if self.settings.home_assistant:
+        if self.home_assistant is not None:
             client.subscribe(f"{self.settings.discovery_prefix}/status", qos=1)
-            self._publish_discovery(client)
+            self._send_own(client, self.home_assistant.announce())
         self._connected.set()
 
     def _on_connect_fail(self, client: mqtt.Client, _userdata: Any) -> None:
@@ -403,14 +412,15 @@ class MqttPublisher:
             self._socket_error = found.group(1) if found else text.rpartition(": ")[2]
 
     def _on_message(self, client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
-        if (self.settings.home_assistant
+        if (self.home_assistant is not None
                 and message.topic == f"{self.settings.discovery_prefix}/status"
                 and message.payload == b"online"):
-            self._publish_discovery(client)  # Home Assistant restarted and forgot its entities
+            # Home Assistant restarted and forgot its entities
+            self._send_own(client, self.home_assistant.announce())
 
-    def _publish_discovery(self, client: mqtt.Client) -> None:
-        for topic, payload in discovery_messages(self.settings, self.cameras):
-            self._publish_own(client, topic, payload.encode(), retain=True)
+    def _send_own(self, client: mqtt.Client, messages: Iterable[Message]) -> None:
+        for m in messages:
+            self._publish_own(client, m.topic, m.payload, retain=m.retain)
 
     def _publish_own(self, client: mqtt.Client, topic: str, payload: bytes, retain: bool) -> None:
         info = client.publish(topic, payload, qos=1, retain=retain)

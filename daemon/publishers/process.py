@@ -28,7 +28,7 @@ from facewatch.events.urls import media_links
 from facewatch.metrics import Metrics
 from facewatch.processes.channels import Inbox
 from facewatch.processes.child import ChildContext, ChildKind
-from facewatch.publishers.base import acknowledges
+from facewatch.publishers.base import acknowledges, ticks
 from facewatch.publishers.build import build_publishers
 from facewatch.publishers.delivery import AckedDelivery
 from facewatch.publishers.fanout import Fanout
@@ -77,6 +77,7 @@ class PublisherLoop:
         # A transport that acknowledges (MQTT) is fed from the outbox; the others get each
         # event once, as soon as it is stored.
         self.fanout = Fanout([p for p in publishers if not acknowledges(p)])
+        self._ticking = [p for p in publishers if ticks(p)]
         # snapshot_url and crop_url, when the API serves them (facewatch.events.urls)
         self.links = media_links(config)
         if self.links is not None and config.api.public_url is None:
@@ -156,6 +157,8 @@ class PublisherLoop:
             self.outbox.close()
 
     def _periodic(self) -> None:
+        for publisher in self._ticking:
+            publisher.tick()
         now = self._monotonic()
         if now - self._housekeeping_at >= _HOUSEKEEPING_S:
             self._housekeeping()

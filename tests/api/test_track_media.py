@@ -1,9 +1,14 @@
 """The face images events link to (GET /api/tracks/{id}/snapshot and /crop): in process through
-the API's ASGI app, with real snapshot files and a real library store."""
+the API's ASGI app, with real snapshot files and a real library store; then in the running
+daemon on the Hamilton clip, where a face.recognized event's links are opened as a phone would
+open them (no header), and Home Assistant's entities for the person follow."""
 
 from __future__ import annotations
 
+import json
 import queue
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +27,8 @@ from facewatch.events.urls import api_base_url, media_links, media_path
 from facewatch.library.records import Named, TrackRecord
 from facewatch.library.sqlite_store import SqliteLibrary
 from facewatch.library.writer import library_dir
-from tests.support.daemon import write_yaml
+from tests.support.daemon import DaemonProcess, MqttEvents, wait_until, write_yaml
+from tests.support.mosquitto import Mosquitto, free_port
 
 TOKEN = "correct-horse-battery-staple-42"
 
@@ -155,3 +161,70 @@ def test_where_links_point() -> None:
     assert base(bind="fd00::5") == "http://[fd00::5]:8765"
     assert base(enabled=False, public_url="http://nvr:8765") is None
     assert media_path(12, "crop") == "/api/tracks/12/crop"
+
+
+# -- in the running daemon --------------------------------------------------------------------------
+
+def fetch(url: str) -> tuple[int, bytes, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            return answer.status, answer.read(), answer.headers.get("content-type", "")
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, exc.read(), exc.headers.get("content-type", "")
+
+
+def test_in_the_daemon_a_recognised_face_links_to_its_images_and_has_its_entities(
+        tmp_path: Path, models_dir: Path, shared_dir: Path, examples: Path,
+        mosquitto: Mosquitto) -> None:
+    port = free_port()
+    (tmp_path / "token").write_text(TOKEN)
+    write_yaml(tmp_path / "gallery.yaml", {"people": [
+        {"id": "lin", "name": "Lin-Manuel Miranda", "images": [str(examples / "lin-manuel-miranda.png")]}]})
+    config = write_yaml(tmp_path / "config.yaml", {
+        "cameras": [{"name": "stage", "fps": 10, "loop": True, "realtime": True,
+                     "url": str(shared_dir / "data" / "videos" / "short_hamilton_clip.mp4")}],
+        "gallery": "gallery.yaml", "state_dir": "state", "metrics": {"enabled": False},
+        "outputs": {"zmq": False, "mqtt": {"host": mosquitto.host, "port": mosquitto.port,
+                                           "home_assistant": True}},
+        "api": {"port": port, "token_file": "token", "public_url": f"http://127.0.0.1:{port}"}})
+    mqtt = MqttEvents(mosquitto, "#")
+    try:
+        with DaemonProcess(config, models_dir, tmp_path) as daemon:
+            mqtt.follow(daemon)
+            daemon.start()
+            lin = mqtt.wait_for(lambda e: isinstance(e, FaceRecognized) and e.identity == "lin"
+                                and e.snapshot_url is not None, 120, "Lin-Manuel Miranda named")
+            assert isinstance(lin, FaceRecognized) and lin.snapshot_url and lin.crop_url
+            assert lin.snapshot_url.startswith(f"http://127.0.0.1:{port}/api/tracks/{lin.track_id}/")
+            status, body, kind = fetch(lin.snapshot_url)  # no header: the link's signature
+            assert (status, kind) == (200, "image/jpeg") and body.startswith(b"\xff\xd8")
+            status, body, _ = fetch(lin.snapshot_url[:-4] + "0000")
+            assert status == 401 and set(json.loads(body)) == {"error"}
+            # the aligned crop, once the track has ended and the library has stored it
+            mqtt.wait_for(lambda e: isinstance(e, TrackEnded) and e.track_id == lin.track_id,
+                          120, "Lin's track ended")
+            crops: list[tuple[int, bytes, str]] = []
+
+            def crop_served() -> bool:
+                crops.append(fetch(lin.crop_url or ""))
+                return crops[-1][0] == 200
+
+            wait_until(crop_served, 60, "the crop served", daemon.log_tail, daemon.gone)
+            image = cv2.imdecode(np.frombuffer(crops[-1][1], np.uint8), cv2.IMREAD_COLOR)
+            assert image is not None and image.shape == (112, 112, 3)
+
+            # Home Assistant: Lin's device, present, last seen on the stage, and the face
+            mqtt.wait_for_message("homeassistant/binary_sensor/facewatch/person_lin_presence/config",
+                                  lambda m: bool(m.payload), 30, "Lin's presence entity")
+            mqtt.wait_for_message("facewatch/people/lin/presence", lambda m: m.payload == b"ON", 30,
+                                  "Lin present")
+            seen = mqtt.wait_for_message("facewatch/people/lin/last_seen", lambda m: True, 30,
+                                         "Lin last seen")
+            assert json.loads(seen.payload)["camera"] == "stage"
+            face = mqtt.wait_for_message("facewatch/stage/last_face", lambda m: True, 30, "the face")
+            assert face.payload.startswith(b"\xff\xd8")
+            daemon.terminate()
+            assert daemon.wait(20) == 0
+    finally:
+        mqtt.close()

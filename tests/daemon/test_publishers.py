@@ -36,7 +36,8 @@ from facewatch.events import (
 )
 from facewatch.publishers import Fanout, PublisherError, build_publishers
 from facewatch.publishers.jsonl import JsonlPublisher
-from facewatch.publishers.mqtt import MqttPublisher, discovery_messages
+from facewatch.publishers.home_assistant import discovery_messages
+from facewatch.publishers.mqtt import MqttPublisher
 from facewatch.publishers.zmq import ZmqPublisher
 from tests.support.mosquitto import Mosquitto, free_port
 from tests.support.publishing import stamped_sender
@@ -548,15 +549,16 @@ def test_home_assistant_discovery(mosquitto: Mosquitto, subscribers: list[Subscr
     subscribers.append(ha)
     expected = dict(discovery_messages(settings, ["door", "yard"]))
     assert set(expected) == {
-        "homeassistant/sensor/facewatch/door_last_name/config",
-        "homeassistant/binary_sensor/facewatch/door_recognised/config",
-        "homeassistant/sensor/facewatch/yard_last_name/config",
-        "homeassistant/binary_sensor/facewatch/yard_recognised/config"}
+        f"homeassistant/{component}/facewatch/{camera}_{entity}/config"
+        for camera in ("door", "yard")
+        for component, entity in (("sensor", "last_name"), ("binary_sensor", "recognised"),
+                                  ("binary_sensor", "unknown_face"), ("image", "last_face"))}
     for topic in expected:
         ha.wait_for(topic)  # retained
     sensor = json.loads(ha.on("homeassistant/sensor/facewatch/door_last_name/config")[0])
     assert sensor["state_topic"] == "facewatch/door/face.recognized"
-    assert sensor["availability_topic"] == "facewatch/available"
+    assert sensor["availability"] == [{"topic": "facewatch/available", "payload_available": "online",
+                                       "payload_not_available": "offline"}]
     assert sensor["value_template"] == "{{ value_json.name }}"
     binary = json.loads(ha.on("homeassistant/binary_sensor/facewatch/door_recognised/config")[0])
     assert binary["off_delay"] > 0 and binary["state_topic"] == sensor["state_topic"]

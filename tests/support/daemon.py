@@ -26,7 +26,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -349,6 +349,7 @@ class MqttMessage:
     topic: str
     payload: bytes
     retain: bool
+    received_at: float = field(default=0.0, compare=False)  # time.time() when it arrived
 
 
 class MqttEvents(EventLog):
@@ -385,7 +386,7 @@ class MqttEvents(EventLog):
             raise AssertionError(f"no SUBACK from the broker at {broker.host}:{broker.port}")
 
     def _on_message(self, _client: Any, _userdata: Any, message: mqtt.MQTTMessage) -> None:
-        record = MqttMessage(message.topic, bytes(message.payload), bool(message.retain))
+        record = MqttMessage(message.topic, bytes(message.payload), bool(message.retain), time.time())
         with self._lock:
             self._messages.append(record)
         if record.topic == f"{self.prefix}/events":
@@ -394,6 +395,11 @@ class MqttEvents(EventLog):
     def messages(self, topic: str) -> list[MqttMessage]:
         with self._lock:
             return [m for m in self._messages if m.topic == topic]
+
+    def messages_under(self, prefix: str) -> list[MqttMessage]:
+        """Every message on a topic that starts with `prefix`, in arrival order."""
+        with self._lock:
+            return [m for m in self._messages if m.topic.startswith(prefix)]
 
     def wait_for_message(self, topic: str, predicate: Callable[[MqttMessage], bool],
                          timeout_s: float, what: str) -> MqttMessage:
