@@ -59,6 +59,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# How often tick() looks at time-driven states: a presence turns off at most this late.
+TICK_S = 0.25
 # "[SSL: TLSV13_ALERT_CERTIFICATE_REQUIRED] tlsv13 alert certificate required (_ssl.c:2580)"
 _SSL_ERROR = re.compile(r"\[SSL: [A-Z0-9_]+\] (.+?) \(_ssl\.c:\d+\)")
 
@@ -164,6 +166,7 @@ class MqttPublisher:
         self._unacked: dict[str, int] = {}  # event_id → messages not yet acknowledged
         self._early_acks: set[int] = set()  # acknowledged before publish() returned its mid
         self._last_status: dict[str, bytes] = {}  # camera → latest camera.status payload
+        self._next_tick = 0.0
 
     @property
     def connected(self) -> bool:
@@ -249,10 +252,15 @@ class MqttPublisher:
 
     def tick(self) -> None:
         """Time-driven states (a presence that ran out) and gallery edits; the publisher loop
-        calls this several times a second."""
+        calls this on every step, which may be hundreds of times a second in a burst of events:
+        the states are looked at every `TICK_S`."""
         client = self._client
         if client is None or self.home_assistant is None:
             return
+        now = time.monotonic()
+        if now < self._next_tick:
+            return
+        self._next_tick = now + TICK_S
         try:
             messages = self.home_assistant.tick()
         except Exception:  # a bug here must not stop the events
