@@ -82,15 +82,15 @@ def _tree(pid: int) -> list[int]:
 
 
 def _role(pid: int, root: int) -> str:
-    """What a process of the daemon's tree is: supervisor, inference, publisher, source
-    (a camera's), or other (multiprocessing's resource tracker)."""
+    """What a process of the daemon's tree is: supervisor, inference, publisher, library, api,
+    source (a camera's), or other (multiprocessing's resource tracker and forkserver)."""
     if pid == root:
         return "supervisor"
     try:
         name = Path(f"/proc/{pid}/comm").read_text().strip()
     except OSError:
         return "other"
-    for role in ("source", "inference", "publisher"):
+    for role in ("source", "inference", "publisher", "library", "api"):
         if name.startswith(f"fw.{role}"):
             return role
     return "other"
