@@ -12,16 +12,16 @@ from __future__ import annotations
 import io
 import os
 import sqlite3
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from tqdm import tqdm
 
 from facewatch.errors import FacewatchError
 from facewatch.images import load_image
+from facewatch.ownership import hand_over, make_folders
+from facewatch.progress import progress_bar
 
 if TYPE_CHECKING:
     from facewatch.pipeline import FacePipeline
@@ -56,11 +56,14 @@ class CachedFaces:
 
 class AnalysisCache:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_folders(path.parent, mode=0o700)
         new = not path.exists()
         self._db = sqlite3.connect(path)
         if new:
             os.chmod(path, 0o600)  # embeddings are biometric data
+            # made with sudo in the daemon's state folder: the daemon's file (SQLite, run as
+            # root, gives its -wal and -shm files the database file's owner)
+            hand_over(path)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(_SCHEMA)
         self.path = path
@@ -118,7 +121,7 @@ def analyse_files(pipeline: FacePipeline, files: dict[str, Path], cache: Analysi
             out[sha] = hit
         else:
             todo.append((sha, path))
-    with tqdm(total=len(todo), desc=desc, unit="img", disable=None, file=sys.stderr) as bar:
+    with progress_bar(len(todo), desc) as bar:
         for start in range(0, len(todo), _CHUNK):
             chunk = todo[start:start + _CHUNK]
             images, shas = [], []

@@ -1,7 +1,10 @@
 """`gallery add|remove`: edit the YAML in place, keeping the user's comments and layout.
 
 An edit is written to a temporary file beside the gallery, enrolled from there, and only
-swapped in if enrolment succeeds, so a bad photo never leaves a broken gallery behind.
+swapped in if enrolment succeeds, so a bad photo never leaves a broken gallery behind.  A
+gallery that does not exist yet is created, with its folder; the file keeps the owner and mode
+of the one it replaces, or takes its folder's (`facewatch.ownership`), so an edit made with
+sudo for the service leaves a gallery the service can still read.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from facewatch.errors import GalleryError
+from facewatch.ownership import Ownership, make_folders
 from facewatch.yamlfile import MAX_YAML_BYTES, parse_yaml, read_small_text
 
 
@@ -57,6 +61,12 @@ def edit_gallery(path: Path, change: Change, commit_if: Callable[[Path], None]) 
     if path.is_dir():
         raise GalleryError(f"{path}: a folder-per-person gallery is edited by adding or removing "
                            f"folders; `gallery add|remove` edit YAML galleries")
+    if not path.parent.is_dir():
+        try:
+            make_folders(path.parent)
+        except OSError as exc:
+            raise GalleryError(f"{path.parent}: cannot create the gallery's folder "
+                               f"({exc.strerror or exc})") from None
     with gallery_lock(path):
         _edit(path, change, commit_if)
 
@@ -87,7 +97,11 @@ def _edit(path: Path, change: Change, commit_if: Callable[[Path], None]) -> None
         buf = io.StringIO()
         y.dump(data, buf)
         new_text = buf.getvalue()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".yaml")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".yaml")
+    except OSError as exc:
+        raise GalleryError(f"{path}: cannot write in {path.parent} ({exc.strerror or exc}); "
+                           f"run as the gallery's owner, or with sudo") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(new_text)
@@ -96,8 +110,8 @@ def _edit(path: Path, change: Change, commit_if: Callable[[Path], None]) -> None
         except GalleryError as exc:
             # report against the user's file, not our temporary copy
             raise GalleryError(str(exc).replace(tmp, str(path))) from None
-        if path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o777)
+        owner = Ownership.of(path) if path.exists() else Ownership.for_new_file_in(path.parent)
+        owner.apply(Path(tmp))
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
@@ -105,12 +119,14 @@ def _edit(path: Path, change: Change, commit_if: Callable[[Path], None]) -> None
 
 def relative_to_gallery(gallery: Path, image: Path) -> str:
     """Image path as the YAML should hold it: relative when under the gallery's folder, so the
-    gallery can be moved as a whole; absolute otherwise."""
-    resolved = image.resolve()
+    gallery can be moved as a whole; absolute otherwise.  Symbolic links are kept as the user
+    wrote them (only `..` and `.` are folded), so a gallery reached through a link keeps
+    working when the link is pointed elsewhere."""
+    absolute = Path(os.path.abspath(image))
     try:
-        return str(resolved.relative_to(gallery.resolve().parent))
+        return str(absolute.relative_to(os.path.abspath(gallery.parent)))
     except ValueError:
-        return str(resolved)
+        return str(absolute)
 
 
 def add_person_images(person_id: str, name: str | None, images: list[str]) -> Change:

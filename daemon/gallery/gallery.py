@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from facewatch.errors import GalleryError
 from facewatch.gallery.cache import AnalysisCache, CachedFaces, analyse_files
 from facewatch.gallery.index import FaceIndex
 from facewatch.gallery.spec import GallerySpec, PersonSpec, load_gallery_spec
+from facewatch.ownership import hand_over, make_folders
 from facewatch.pipeline import FacePipeline
 
 log = logging.getLogger(__name__)
@@ -71,10 +73,16 @@ class BuildReport:
                            for i in self.issues]}
 
 
-def default_state_dir(source: Path) -> Path:
-    if source.is_dir():
-        return source / ".facewatch"
-    return source.with_name(source.stem + ".facewatch")
+def default_state_dir(source: Path | None = None) -> Path:
+    """Where a gallery's analyses and index are kept unless told: the folder the daemon uses
+    with its default state folder (`<state_dir>/gallery`), whichever gallery it is (the cache
+    is keyed by each photo's content), so a `gallery build` speeds up the daemon's start and
+    nothing is written into the user's photo folders."""
+    from facewatch.config.resolve import default_state_dir as daemon_state_dir
+    from facewatch.config.resolve import gallery_cache_dir
+
+    del source  # kept for callers that name their gallery
+    return gallery_cache_dir(daemon_state_dir())
 
 
 class Gallery:
@@ -91,14 +99,16 @@ class Gallery:
 
     @classmethod
     def open(cls, source: Path, pipeline: FacePipeline, state_dir: Path | None = None,
-             largest_face: bool = False, skip_bad: bool = False) -> Gallery:
+             largest_face: bool = False, skip_bad: bool = False,
+             missing_ok: bool = False) -> Gallery:
         """Load the spec, enrol what is new, and return a searchable gallery.
 
         Any image that cannot be enrolled fails the whole build (listing every such image),
-        unless `skip_bad`: a gallery silently missing a person is worse than an error.
+        unless `skip_bad`: a gallery silently missing a person is worse than an error.  With
+        `missing_ok` (the daemon), a gallery file that does not exist yet is an empty gallery.
         """
-        return cls.build(load_gallery_spec(source), pipeline, state_dir or default_state_dir(source),
-                         largest_face, skip_bad)
+        return cls.build(load_gallery_spec(source, missing_ok=missing_ok), pipeline,
+                         state_dir or default_state_dir(source), largest_face, skip_bad)
 
     @classmethod
     def build(cls, spec: GallerySpec, pipeline: FacePipeline, state: Path,
@@ -107,11 +117,12 @@ class Gallery:
         if pipeline.embedder is None:
             raise GalleryError("a gallery needs an embedder")
         try:
-            state.mkdir(parents=True, exist_ok=True, mode=0o700)
+            make_folders(state, mode=0o700)
             _make_private(state)
             cache = AnalysisCache(state / "analysis.sqlite")
-        except OSError as exc:
-            raise GalleryError(f"{state}: cannot write the gallery's cache ({exc.strerror}); "
+        except (OSError, sqlite3.Error) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+            raise GalleryError(f"{state}: cannot write the gallery's cache ({reason}); "
                                f"choose another with --state-dir") from None
         try:
             return cls._build(spec, pipeline, cache, state, largest_face, skip_bad)
@@ -150,8 +161,6 @@ class Gallery:
             more = f" (and {len(issues) - 5} more)" if len(issues) > 5 else ""
             raise GalleryError(f"{spec.source}: {len(issues)} image(s) cannot be enrolled: "
                                f"{lines}{more}")
-        for issue in issues:
-            log.warning("skipped %s", issue)
 
         dim = pipeline.embedder.size if pipeline.embedder else 0
         embeddings = np.stack(vectors) if vectors else np.zeros((0, dim), np.float32)
@@ -186,6 +195,7 @@ class Gallery:
         tmp = path.with_suffix(".tmp")
         index.save(tmp)
         tmp.chmod(0o600)
+        hand_over(tmp)  # written with sudo into the daemon's state: the daemon's file
         tmp.replace(path)
         return index
 

@@ -13,11 +13,18 @@ Two layouts are accepted:
 
 - a folder with one sub-folder per person (the folder name is the id and, with `_` as spaces,
   the name), as many face datasets are laid out.
+
+A gallery with nobody in it (an empty file, `people: []`, a folder without person folders) is
+a gallery: every face is unknown.  For the daemon, so is a gallery file that does not exist
+yet (`missing_ok`): the face library collects the faces it sees until someone is named, and
+naming the first person creates the file.  Image paths are kept as written, joined to the
+gallery's folder: symbolic links are not resolved, so messages show the user's own paths.
 """
 
 from __future__ import annotations
 
 import glob
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,8 +77,11 @@ class GallerySpec:
         return self.source.is_dir()
 
 
-def load_gallery_spec(path: Path) -> GallerySpec:
-    """The gallery in `path`; GalleryError (one line, naming the file and field) if unusable."""
+def load_gallery_spec(path: Path, missing_ok: bool = False) -> GallerySpec:
+    """The gallery in `path`; GalleryError (one line, naming the file and field) if unusable.
+    With `missing_ok`, a path where nothing is (not even a dangling link) is an empty gallery."""
+    if missing_ok and not os.path.lexists(path):
+        return GallerySpec(path, ())
     try:
         return _load(path)
     except OSError as exc:  # a folder that cannot be listed, a name too long for the system
@@ -139,15 +149,15 @@ def _expand(base: Path, pattern: str) -> list[Path]:
     p = Path(pattern).expanduser()
     p = p if p.is_absolute() else base / p
     if glob.has_magic(str(p)):
-        return sorted(Path(m).resolve() for m in glob.glob(str(p))
+        return sorted(Path(m) for m in glob.glob(str(p))
                       if Path(m).is_file() and Path(m).suffix.lower() in IMAGE_SUFFIXES)
     if p.is_dir():
         return _images_in(p)
-    return [p.resolve()] if p.is_file() else []
+    return [p] if p.is_file() else []
 
 
 def _images_in(folder: Path) -> list[Path]:
-    return sorted(f.resolve() for f in folder.iterdir()
+    return sorted(f for f in folder.iterdir()
                   if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
 
 
@@ -161,7 +171,4 @@ def _folder_spec(root: Path) -> GallerySpec:
         images = _images_in(sub)
         if images:
             people.append(PersonSpec(sub.name, sub.name.replace("_", " "), {}, tuple(images)))
-    if not people:
-        raise GalleryError(f"{root}: no person folders with images in it "
-                           f"(expected {root}/<person>/<image>.jpg)")
     return GallerySpec(root, tuple(people))

@@ -92,7 +92,9 @@ class GalleryWatcher:
     def _rebuild(self) -> None:
         started = time.monotonic()
         try:
-            gallery = Gallery.open(self.source, self.pipeline, state_dir=self.state_dir)
+            # a gallery file that is not there (yet, or any more) is nobody enrolled
+            gallery = Gallery.open(self.source, self.pipeline, state_dir=self.state_dir,
+                                   missing_ok=True)
         except FacewatchError as exc:
             log.error("gallery not reloaded, the running one stays: %s", exc)
             self._results.put(ReloadResult(None, str(exc)))

@@ -25,6 +25,7 @@ import numpy as np
 
 from facewatch.config import stages
 from facewatch.config.daemon import DaemonConfig
+from facewatch.config.resolve import gallery_cache_dir
 from facewatch.engines.store import ModelStore
 from facewatch.errors import FacewatchError
 from facewatch.events.schema import Event
@@ -66,7 +67,7 @@ def analysis_settings(config: DaemonConfig) -> AnalysisSettings:
 
 def gallery_state_dir(config: DaemonConfig) -> Path:
     assert config.state_dir is not None
-    return Path(config.state_dir) / "gallery"
+    return gallery_cache_dir(Path(config.state_dir))
 
 
 def _metadata(gallery: Gallery) -> Any:
@@ -91,7 +92,7 @@ class InferenceLoop:
         self.gallery = self._open_gallery()
         for issue in self.gallery.report.issues:
             log.error("gallery: not enrolled: %s", issue)
-        self.watcher = GalleryWatcher(Path(config.gallery), self.pipeline, gallery_state_dir(config))
+        self.watcher = GalleryWatcher(config.gallery_path, self.pipeline, gallery_state_dir(config))
         self.watcher.loaded(self.gallery)
         snapshots = None
         if config.snapshots.enabled and config.snapshots.dir is not None:
@@ -125,9 +126,11 @@ class InferenceLoop:
     def _open_gallery(self) -> Gallery:
         """The gallery file's people; if the file is broken now (the daemon checked it at start,
         so it broke since), the last gallery that loaded, so nobody is forgotten."""
-        source, state = Path(self.config.gallery), gallery_state_dir(self.config)
+        source, state = self.config.gallery_path, gallery_state_dir(self.config)
         try:
-            gallery = Gallery.open(source, self.pipeline, state_dir=state, skip_bad=True)
+            # no gallery file yet is normal: nobody is named until someone is enrolled
+            gallery = Gallery.open(source, self.pipeline, state_dir=state, skip_bad=True,
+                                   missing_ok=True)
         except FacewatchError as exc:
             self.metrics.gallery_reloads.labels("error").inc()
             spec = last_good.recall(state)

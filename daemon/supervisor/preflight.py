@@ -23,7 +23,8 @@ def preflight(config_path: Path) -> DaemonConfig:
     config = load_resolved(config_path)
     check_state_dir(config)
     try:
-        load_gallery_spec(Path(config.gallery))
+        # no gallery file yet is normal (every face unknown); a broken one is not
+        load_gallery_spec(config.gallery_path, missing_ok=True)
         store = ModelStore(Path(config.inference.models_dir)) if config.inference.models_dir \
             else ModelStore()
         for name in (*catalog.MTCNN_NAMES.values(), config.inference.embedder):

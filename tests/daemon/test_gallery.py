@@ -130,10 +130,26 @@ def test_folder_per_person_spec(knn: Path) -> None:
     assert spec.is_folder
 
 
-def test_folder_without_people(tmp_path: Path) -> None:
-    (tmp_path / "empty_person").mkdir()
-    with pytest.raises(GalleryError, match="no person folders with images"):
-        load_gallery_spec(tmp_path)
+def test_a_gallery_with_nobody_in_it(tmp_path: Path, pipeline: FacePipeline) -> None:
+    """Nobody enrolled yet is a gallery (every face unknown), whatever its layout; for the
+    daemon, so is a gallery file that does not exist yet."""
+    (tmp_path / "folder" / "empty_person").mkdir(parents=True)
+    (tmp_path / "empty.yaml").write_text("# nobody yet\n")
+    (tmp_path / "none.yaml").write_text("people: []\n")
+    for source in (tmp_path / "folder", tmp_path / "empty.yaml", tmp_path / "none.yaml"):
+        assert load_gallery_spec(source).people == ()
+    missing = tmp_path / "not" / "yet" / "gallery.yaml"
+    with pytest.raises(GalleryError, match="no such file"):
+        load_gallery_spec(missing)
+    assert load_gallery_spec(missing, missing_ok=True).people == ()
+    gallery = Gallery.open(missing, pipeline, state_dir=tmp_path / "state", missing_ok=True)
+    assert gallery.people == [] and not missing.parent.exists()
+    embeddings = np.eye(2, pipeline.embedder.size if pipeline.embedder else 128, dtype=np.float32)
+    assert [m.known for m in gallery.identify(embeddings)] == [False, False]
+    # a dangling link is a broken gallery, not a missing one
+    (tmp_path / "link.yaml").symlink_to(tmp_path / "nowhere.yaml")
+    with pytest.raises(GalleryError):
+        load_gallery_spec(tmp_path / "link.yaml", missing_ok=True)
 
 
 # Building and the cache ---------------------------------------------------------------
@@ -359,6 +375,12 @@ def test_failed_add_leaves_the_gallery_unchanged(tmp_path: Path, knn: Path, phot
 
 def test_add_to_a_new_or_empty_gallery(tmp_path: Path, knn: Path, state: Path, pipeline: FacePipeline) -> None:
     image = str(knn / "train" / "biden" / "biden2.jpg")
+    # into a folder that does not exist yet: made, with the gallery in it
+    path = tmp_path / "new" / "folder" / "gallery.yaml"
+    edit_gallery(path, add_person_images("biden", None, [image]),
+                 lambda candidate: Gallery.open(candidate, pipeline, state_dir=state) and None)
+    assert [p.id for p in load_gallery_spec(path).people] == ["biden"]
+    assert path.parent.stat().st_mode & 0o777 == tmp_path.stat().st_mode & 0o777
     for text in (None, "people:\n", "# nobody yet\n"):
         path = tmp_path / "new.yaml"
         path.unlink(missing_ok=True)
@@ -374,7 +396,12 @@ def test_relative_to_gallery(tmp_path: Path, knn: Path) -> None:
     inside = tmp_path / "photos" / "a.jpg"
     assert relative_to_gallery(tmp_path / "gallery.yaml", inside) == "photos/a.jpg"
     outside = knn / "train" / "obama" / "obama.jpg"
-    assert relative_to_gallery(tmp_path / "gallery.yaml", outside) == str(outside.resolve())
+    # as given: a path through a symbolic link (../shared may be one) keeps the link
+    assert relative_to_gallery(tmp_path / "gallery.yaml", outside) == str(outside)
+    link = tmp_path / "linked"
+    link.symlink_to(knn / "train", target_is_directory=True)
+    assert relative_to_gallery(tmp_path / "gallery.yaml", link / "obama" / "obama.jpg") == \
+        "linked/obama/obama.jpg"
 
 
 def test_folder_gallery_is_not_edited_in_place(knn: Path, pipeline: FacePipeline) -> None:
