@@ -23,17 +23,23 @@ from facewatch.streams.urls import redact_url
 
 Location = tuple[str | int, ...]
 
-# Sections that may be written empty (every key commented out) to mean "all defaults".
-_OPTIONAL_SECTIONS = ("outputs", "outbox", "inference", "tracking", "recognition", "snapshots",
-                      "metrics", "logging", "api", "library")
+# Sections that may be written empty (every key commented out) to mean "all defaults"
+# (`cameras:` with every camera commented out: none yet).
+_OPTIONAL_SECTIONS = ("cameras", "outputs", "outbox", "inference", "tracking", "recognition",
+                      "snapshots", "metrics", "logging", "api", "library")
 
 
 class DaemonConfig(Section):
     version: Literal[1] = Field(default=1, description="Format version of this file; 1.")
-    cameras: tuple[CameraConfig, ...] = Field(description="The cameras (or files) to analyse.")
-    gallery: ConfigPath = Field(
+    cameras: tuple[CameraConfig, ...] = Field(
+        default=(), description="The cameras (or files) to analyse; none yet is allowed (the "
+                                "daemon waits for `facewatch cameras add`).")
+    gallery: ConfigPath | None = Field(
+        default=None,
         description="The gallery: a YAML file or a folder with one sub-folder per person "
-                    "(relative to this file).  Read when the daemon starts, not when validating.")
+                    "(relative to this file); default <state_dir>/gallery.yaml.  It may not "
+                    "exist yet (nobody enrolled).  Read when the daemon starts, not when "
+                    "validating.")
     outputs: OutputsConfig = Field(
         default_factory=OutputsConfig, description="Where events are published.")
     outbox: OutboxConfig = Field(
@@ -71,8 +77,6 @@ class DaemonConfig(Section):
     @field_validator("cameras")
     @classmethod
     def _check_cameras(cls, cameras: tuple[CameraConfig, ...]) -> tuple[CameraConfig, ...]:
-        if not cameras:
-            raise located_error((), "list at least one camera")
         first: dict[str, int] = {}
         for i, camera in enumerate(cameras):
             if camera.name in first:
@@ -89,6 +93,12 @@ class DaemonConfig(Section):
     @property
     def is_resolved(self) -> bool:
         return self._resolved
+
+    @property
+    def gallery_path(self) -> Path:
+        """The gallery file or folder of a resolved config."""
+        assert self.gallery is not None, "resolve() the config first"
+        return Path(self.gallery)
 
     @property
     def camera_names(self) -> tuple[str, ...]:

@@ -30,7 +30,48 @@ from facewatch.streams.urls import SourceKind, url_secrets
 from facewatch.yamlfile import Location, dotted, read_small_text
 
 MODELS_ENV = "FACEWATCH_MODELS"  # as facewatch.engines.store
+CONFIG_ENV = "FACEWATCH_CONFIG"
 MAX_SECRET_BYTES = 64 * 1024
+# The service's config, as systemd/install.sh writes it and the unit starts it.
+SERVICE_CONFIG = Path("/etc/facewatch/config.yaml")
+# The gallery when the config names none: in the state folder, which the service may write
+# (its API and `facewatch clusters assign` add people there; /etc is read-only to the unit).
+DEFAULT_GALLERY_NAME = "gallery.yaml"
+
+
+def default_state_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """Where the daemon keeps its state when the config does not say: systemd's
+    `$STATE_DIRECTORY` (the unit's StateDirectory=, /var/lib/facewatch), else the per-user
+    state folder (~/.local/state/facewatch)."""
+    env = os.environ if environ is None else environ
+    if env.get("STATE_DIRECTORY"):
+        # systemd sets it, colon-separated when the unit names several; the first is ours.
+        return Path(env["STATE_DIRECTORY"].split(":")[0])
+    return platformdirs.user_state_path("facewatch")
+
+
+def user_config_path() -> Path:
+    """The per-user config, which `facewatch cameras add` creates when there is none."""
+    return platformdirs.user_config_path("facewatch") / "config.yaml"
+
+
+def default_config_path(environ: Mapping[str, str] | None = None) -> Path | None:
+    """The config a command uses when none is given: `$FACEWATCH_CONFIG`, else the per-user
+    one (~/.config/facewatch/config.yaml), else the service's (/etc/facewatch/config.yaml),
+    whichever exists first; None if there is none."""
+    env = os.environ if environ is None else environ
+    if env.get(CONFIG_ENV):
+        return Path(env[CONFIG_ENV])
+    for candidate in (user_config_path(), SERVICE_CONFIG):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def gallery_cache_dir(state_dir: Path) -> Path:
+    """Where the daemon with this state folder keeps its gallery's analyses and index; the
+    one-shot commands use the same folder, so building first speeds up the daemon's start."""
+    return state_dir / "gallery"
 
 
 def resolve(config: DaemonConfig, *, base_dir: Path | None = None,
@@ -56,13 +97,8 @@ def resolve(config: DaemonConfig, *, base_dir: Path | None = None,
             for secret in url_secrets(camera.url):
                 redact.remember(secret)
 
-    if config.state_dir is not None:
-        state_dir = absolute(config.state_dir)
-    elif env.get("STATE_DIRECTORY"):
-        # systemd sets it, colon-separated when the unit names several; the first is ours.
-        state_dir = Path(env["STATE_DIRECTORY"].split(":")[0])
-    else:
-        state_dir = platformdirs.user_state_path("facewatch")
+    state_dir = absolute(config.state_dir) if config.state_dir is not None \
+        else default_state_dir(env)
 
     snapshots = config.snapshots.model_copy(update={
         "dir": absolute(config.snapshots.dir) if config.snapshots.dir else state_dir / "snapshots"})
@@ -88,8 +124,10 @@ def resolve(config: DaemonConfig, *, base_dir: Path | None = None,
 
     api = _resolve_api(config, absolute, env)
 
+    gallery = absolute(config.gallery) if config.gallery is not None \
+        else state_dir / DEFAULT_GALLERY_NAME
     resolved = config.model_copy(update={
-        "cameras": cameras, "gallery": absolute(config.gallery), "state_dir": state_dir,
+        "cameras": cameras, "gallery": gallery, "state_dir": state_dir,
         "snapshots": snapshots, "inference": inference, "outputs": outputs, "api": api})
     resolved._resolved = True
     return resolved

@@ -96,16 +96,47 @@ def test_the_issue_minimal_form_validates(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ["minimal.yaml", "example.yaml"])
 def test_shipped_files_validate_and_resolve(name: str) -> None:
     config = load_resolved(CONFIG_DIR / name)
-    assert config.cameras and config.is_resolved
+    assert config.is_resolved
+    # Neither names a gallery or a state folder that may not exist (/var/lib/facewatch for a
+    # user who is not root): both default, the gallery into the state folder.
+    assert not config.written(("gallery",)) and not config.written(("state_dir",))
+    assert config.gallery_path == Path(str(config.state_dir)) / "gallery.yaml"
+    assert config.outputs.mqtt is None  # no broker that cannot be reached
+    assert len(config.cameras) == (1 if name == "minimal.yaml" else 0)
 
 
-def test_shipped_files_pass_config_check(capsys: pytest.CaptureFixture[str]) -> None:
+def test_shipped_example_has_no_fake_cameras(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["config", "check", str(CONFIG_DIR / "example.yaml"), "--json"]) == 0
     document = json.loads(capsys.readouterr().out)
-    assert document["valid"] is True
-    # The camera password is never printed, even when it came from a default.
+    assert document["valid"] is True and document["config"]["cameras"] == []
+    assert document["gallery_problem"] is None and document["warnings"] == []
+
+
+def _commented_block(text: str, first: str, stop: str, indent: str = "") -> str:
+    """The commented-out YAML from the line starting with `first` up to `stop`, uncommented
+    (`indent` + "#" removed) and indented as it was."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(first))
+    end = next(i for i in range(start, len(lines)) if lines[i].startswith(stop))
+    marker = indent + "#"
+    return "".join(indent + line[len(marker):] + "\n" for line in lines[start:end]
+                   if line.startswith(marker))
+
+
+def test_the_examples_in_the_comments_are_valid(tmp_path: Path) -> None:
+    """The example's cameras and MQTT broker are comments; uncommented, they are valid."""
+    text = (CONFIG_DIR / "example.yaml").read_text()
+    cameras = _commented_block(text, "#  - name: door", "cameras:")
+    mqtt = _commented_block(text, "  # mqtt:", "  # One JSON", indent="  ")
+    assert "rtsp://" in cameras and "/dev/video0" in cameras and "  host:" in mqtt
+    config = load_config(write(tmp_path, f"cameras:\n{cameras}outputs:\n{mqtt}"),
+                         environ={"DOOR_CAMERA_PASSWORD": "changeme"})
+    assert config.camera_names == ("door", "garden", "replay")
+    assert config.outputs.mqtt is not None and config.outputs.mqtt.home_assistant
+    document = config.public_dict()
+    # The camera password is never printed.
     assert "changeme" not in json.dumps(document)
-    assert document["config"]["cameras"][0]["url"].startswith("rtsp://viewer:***@")
+    assert document["cameras"][0]["url"].startswith("rtsp://viewer:***@")
 
 
 def test_every_field_has_a_description() -> None:
@@ -226,9 +257,7 @@ def test_mqtt_tls_switch_and_port_default(tmp_path: Path) -> None:
      r"^4: cameras\[1\]\.name: 'door' is already the name of cameras\[0\]"),
     (BASE.replace("name: yard", "name: Yard Cam"), r"^4: cameras\[1\]\.name: 'Yard Cam': use 1-64 of a-z"),
     # missing and empty
-    ("cameras: []\ngallery: g\n", r"^1: cameras: list at least one camera"),
     ("cameras:\n  - name: x\ngallery: g\n", r"^2: cameras\[0\]\.url: required, but missing"),
-    ("cameras:\n  - {name: x, url: /a.mp4}\n", r"^1: gallery: required, but missing"),
     (BASE.replace("gallery: gallery.yaml", "gallery: ''"), r"^7: gallery: an empty string is not a path"),
     # bind addresses
     (BASE + "outputs:\n  zmq:\n    bind: tcp://0.0.0.0:5556\n",
@@ -434,20 +463,38 @@ def test_config_check_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert document["exit_code"] == EXIT_CONFIG and f"{bad}:4: cameras[1].name" in document["error"]
 
 
-def test_config_check_warns_about_the_gallery(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """The config is valid without its gallery, but `run` would refuse to start: say so."""
+@pytest.mark.parametrize("text", ["cameras: []\n", "cameras:\n", "version: 1\n",
+                                  "cameras:\n  - {name: x, url: /a.mp4}\n"])
+def test_no_cameras_and_no_gallery_are_valid(tmp_path: Path, text: str) -> None:
+    """A fresh install has neither: the daemon waits for `facewatch cameras add`, and with no
+    gallery every face is unknown (the gallery defaults into the state folder)."""
+    config = load_resolved(write(tmp_path, text + "state_dir: st\n"))
+    assert config.camera_names == (() if "name: x" not in text else ("x",))
+    assert config.gallery_path == tmp_path / "st" / "gallery.yaml"
+
+
+def test_config_check_tells_about_the_gallery(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """No gallery yet and nobody in it are information (that is how the daemon starts); a
+    broken gallery, which `run` refuses, is a warning."""
     config = write(tmp_path, BASE, "config.yaml")
     gallery = tmp_path / "gallery.yaml"
     assert not gallery.exists()
     assert main(["config", "check", str(config), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["gallery_problem"] == f"{gallery}: no such file"
+    document = json.loads(capsys.readouterr().out)
+    assert (document["gallery_state"], document["gallery_problem"], document["warnings"]) == \
+        ("missing", None, [])
+    assert main(["config", "check", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert f"  gallery: {gallery}  (not there yet: every face is unknown" in out
+    assert "warning" not in out
     gallery.write_text("people:\n  - id: ada\n    images: [nobody.jpg]\n")
     assert main(["config", "check", str(config)]) == 0
-    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("  gallery:")]
-    assert len(line) == 1 and "warning:" in line[0] and "nobody.jpg" in line[0]
+    warnings = [x for x in capsys.readouterr().out.splitlines() if x.startswith("  warning:")]
+    assert len(warnings) == 1 and "gallery:" in warnings[0] and "nobody.jpg" in warnings[0]
     gallery.write_text("people: []\n")
     assert main(["config", "check", str(config), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["gallery_problem"] is None
+    document = json.loads(capsys.readouterr().out)
+    assert (document["gallery_state"], document["gallery_problem"]) == ("empty", None)
 
 
 def test_config_check_as_a_process(tmp_path: Path) -> None:
