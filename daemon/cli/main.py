@@ -1,4 +1,4 @@
-"""`facewatch` — one console script, one subcommand per job.
+"""The `facewatch` command: one console script, one subcommand per job.
 
 Each subcommand lives in its own module with `register(subparsers, common)`; `main` only parses,
 sets up logging and turns user errors into one line and an exit code.
@@ -16,10 +16,23 @@ from pathlib import Path
 from facewatch import __version__
 from facewatch.errors import EXIT_BAD_INPUT, EXIT_FAILURE, FacewatchError
 from facewatch.printable import printable
+from facewatch.progress import set_quiet
 from facewatch.redact import install_filter, redact, route_stderr
 
-_COMMAND_MODULES = ("models", "oneshot", "gallery", "faces", "clusters", "evaluate", "bench",
-                    "doctor", "config_check", "tail", "zmq_keys", "run", "calibrate", "tensorrt")
+_COMMAND_MODULES = ("models", "oneshot", "gallery", "cameras", "faces", "clusters", "evaluate",
+                    "bench", "doctor", "config_check", "tail", "zmq_keys", "run", "calibrate",
+                    "tensorrt")
+
+DESCRIPTION = ("Real-time face recognition: cameras in, who-is-where events out (ZeroMQ, MQTT, "
+               "JSON lines).")
+EPILOG = """first steps:
+  facewatch models fetch                 get and build the models
+  facewatch cameras add door URL         add a camera (RTSP URL, video file or /dev/videoN)
+  facewatch run                          run the daemon (or install the service: systemd/install.sh)
+  facewatch clusters list                the people it has seen, grouped
+  facewatch clusters assign G --person ID   name one; the next sighting is recognised
+
+`facewatch COMMAND --help` describes each command."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,14 +45,29 @@ def build_parser() -> argparse.ArgumentParser:
                         help="ONNX Runtime intra-op threads per model (default: 2)")
     common.add_argument("-v", "--verbose", action="store_true", help="log debug details")
 
-    parser = argparse.ArgumentParser(prog="facewatch", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(prog="facewatch", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"facewatch {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     import importlib
 
     for name in _COMMAND_MODULES:
         importlib.import_module(f"facewatch.cli.{name}").register(sub, common)
+    _describe(parser)
     return parser
+
+
+def _describe(parser: argparse.ArgumentParser) -> None:
+    """Every command's --help starts with the one line its parent's list shows for it."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        helps = {choice.dest: choice.help for choice in action._choices_actions}
+        for name, child in action.choices.items():
+            text = helps.get(name)
+            if child.description is None and text:
+                child.description = text[0].upper() + text[1:] + ("" if text.endswith(".") else ".")
+            _describe(child)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     wants_json = "--json" in argv
     args = parser.parse_args(argv)  # argparse exits 2 with usage on bad arguments
+    set_quiet(bool(getattr(args, "json", False)))  # no progress bars around a JSON answer
     # The daemon's stderr carries what its children and their C libraries (FFmpeg, OpenCV,
     # GStreamer) print; every line of it is redacted on the way out (facewatch.redact).
     restore_stderr = route_stderr() if args.command == "run" else None

@@ -55,6 +55,7 @@ from facewatch.processes.child import SPAWN, Child, ChildKind, make_context
 from facewatch.publishers import process as publisher_process
 from facewatch.streams import process as source_process
 from facewatch.streams.urls import SourceKind
+from facewatch.supervisor.pidfile import remove_pid_file, write_pid_file
 from facewatch.supervisor.preflight import check_zmq_bind
 from facewatch.supervisor.systemd import SystemdNotifier
 
@@ -155,6 +156,7 @@ class Supervisor:
         self._log_listener: logging.handlers.QueueListener | None = None
         self._log_channel: Channel[logging.LogRecord | None] | None = None
         self.metrics: Metrics | None = None
+        self._pid_file: Path | None = None
 
     # Setup --------------------------------------------------------------------------------
 
@@ -162,6 +164,8 @@ class Supervisor:
         assert self.config.state_dir is not None
         state = Path(self.config.state_dir)
         state.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # so that `facewatch cameras add` can reload this daemon after editing its config
+        self._pid_file = write_pid_file(state, self.config_path)
         runtime = Path(os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0] or state / "run")
         # Outside systemd (which empties RUNTIME_DIRECTORY itself) the folders of earlier runs
         # would pile up under the state directory: remove those whose daemon is gone.
@@ -453,6 +457,7 @@ class Supervisor:
         if self._status_path is not None:
             self._status_path.unlink(missing_ok=True)
         self.notifier.close()
+        remove_pid_file(self._pid_file)
         log.info("stopped")
 
 
