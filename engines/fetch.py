@@ -16,11 +16,10 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from tqdm import tqdm
-
 from facewatch.engines.catalog import GitHubFile, PinnedFile, WheelMember
 from facewatch.engines.files import atomic_write_bytes, sha256_file
 from facewatch.errors import IntegrityError, ModelError
+from facewatch.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +79,7 @@ def _download(pinned: PinnedFile, url: str, target: Path) -> None:
         with urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT_S) as resp:
             total = int(resp.headers.get("Content-Length") or 0) or None
             chunks = []
-            with tqdm(total=total, unit="B", unit_scale=True, desc=pinned.filename,
-                      disable=None, file=sys.stderr) as bar:
+            with progress_bar(total, pinned.filename, unit="B", unit_scale=True) as bar:
                 while chunk := resp.read(1 << 16):
                     chunks.append(chunk)
                     bar.update(len(chunk))

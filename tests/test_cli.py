@@ -23,8 +23,13 @@ COMMAND = [str(_SCRIPT)] if _SCRIPT.is_file() else [sys.executable, "-m", "facew
 
 
 @pytest.fixture(scope="module")
-def env(models_dir: Path) -> dict[str, str]:
-    return {**os.environ, "FACEWATCH_MODELS": str(models_dir)}
+def env(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The user's environment, with per-user folders of the test's own and no daemon config
+    (not the machine's /etc/facewatch), so that only tmp_path is written."""
+    home = tmp_path_factory.mktemp("home")
+    return {**os.environ, "FACEWATCH_MODELS": str(models_dir),
+            "XDG_STATE_HOME": str(home / "state"), "XDG_CONFIG_HOME": str(home / "config"),
+            "FACEWATCH_CONFIG": str(home / "no-config.yaml")}
 
 
 def run(args: list[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -76,7 +81,8 @@ def _check_face(face: dict[str, Any]) -> None:
 def test_detect(env: dict[str, str], photos: Path, pipeline: FacePipeline) -> None:
     relative = "face_recognition_examples/examples/obama.jpg"
     absolute = str(photos / "facenet_pytorch" / "data" / "multiface.jpg")
-    doc = run_json(["detect", relative, absolute], env, cwd=photos)
+    # the pipeline fixture detects down to 20 px, the CLI by default as the daemon (40)
+    doc = run_json(["detect", "--min-face", "20", relative, absolute], env, cwd=photos)
     assert list(doc) == ["images"]
     assert [image["path"] for image in doc["images"]] == [relative, absolute]  # as given
     for image in doc["images"]:
@@ -91,8 +97,17 @@ def test_detect(env: dict[str, str], photos: Path, pipeline: FacePipeline) -> No
     np.testing.assert_allclose(obama["faces"][0]["landmarks"], expected.landmarks[0], atol=0.006)
 
 
+def test_one_shot_commands_detect_as_the_daemon(env: dict[str, str], examples: Path) -> None:
+    """The daemon's smallest face (40 px) by default: at 20 px the fold of Obama's jacket in
+    his portrait is reported as a second face, which the daemon would never see."""
+    photo = str(examples / "obama.jpg")
+    assert len(run_json(["detect", photo], env)["images"][0]["faces"]) == 1
+    assert len(run_json(["detect", "--min-face", "20", photo], env)["images"][0]["faces"]) == 2
+    assert "(default: 40, the daemon's)" in " ".join(run(["detect", "--help"], env).stdout.split())
+
+
 def test_embed(env: dict[str, str], examples: Path, pipeline: FacePipeline) -> None:
-    doc = run_json(["embed", str(examples / "obama2.jpg")], env)
+    doc = run_json(["embed", "--min-face", "20", str(examples / "obama2.jpg")], env)
     [face] = doc["images"][0]["faces"]
     _check_face(face)
     vector = _numbers(face["embedding"], (128,))  # the default embedder, foamliu's
@@ -116,7 +131,39 @@ def test_identify(env: dict[str, str], examples: Path, tmp_path: Path) -> None:
     named = {f["identity"]: f["name"] for f in both["faces"] if f["identity"]}
     assert named == {"obama": "Barack Obama", "biden": "biden"}
     assert [f["identity"] for f in alex["faces"]] == [None]  # not enrolled
-    assert (tmp_path / "gallery.facewatch" / "analysis.sqlite").is_file()  # state beside the gallery
+    # The cache is the daemon's (its default state folder's gallery/), not beside the gallery.
+    assert (Path(env["XDG_STATE_HOME"]) / "facewatch" / "gallery" / "analysis.sqlite").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gallery.yaml"]
+
+
+def test_identify_accepts_what_gallery_build_accepts(env: dict[str, str], examples: Path,
+                                                     photos: Path, tmp_path: Path) -> None:
+    """--skip-bad, --largest and --state-dir as `gallery build` takes them, sharing the cache."""
+    train, test = examples / "knn_examples" / "train", examples / "knn_examples" / "test"
+    dogs = photos / "dlib_examples_faces" / "dogs.jpg"
+    gallery = tmp_path / "gallery.yaml"
+    gallery.write_text(f"people:\n  - id: obama\n    images: [{train / 'obama' / 'obama2.jpg'}]\n"
+                       f"  - id: rex\n    images: [{dogs}]\n"
+                       f"  - id: pair\n    images: [{examples / 'two_people.jpg'}]\n")
+    state = ["--state-dir", str(tmp_path / "state")]
+    probe = str(test / "obama1.jpg")
+    _one_line_error(run(["identify", "--gallery", str(gallery), probe, *state], env),
+                    "2 image(s) cannot be enrolled", str(dogs))
+    built = run(["gallery", "build", str(gallery), "--skip-bad", *state], env)
+    assert built.returncode == 0, built.stderr  # what --skip-bad skips is not a failure
+    skipped = [line for line in (built.stdout + built.stderr).splitlines() if "dogs.jpg" in line]
+    assert len(skipped) == 1, built.stdout + built.stderr  # listed once
+    proc = run(["identify", "--gallery", str(gallery), probe, "--skip-bad", "--json", *state], env)
+    assert proc.returncode == 0, proc.stderr
+    [face] = json.loads(proc.stdout)["images"][0]["faces"]
+    assert face["identity"] == "obama"
+    assert "dogs.jpg" in proc.stderr and "two_people.jpg" in proc.stderr  # a warning each
+    assert (tmp_path / "state" / "gallery" / "analysis.sqlite").is_file()  # the daemon's layout
+    largest = run_json(["identify", "--gallery", str(gallery), probe, "--skip-bad", "--largest",
+                        *state], env)
+    assert largest["images"][0]["faces"][0]["identity"] == "obama"
+    doc = run_json(["gallery", "list", str(gallery), "--skip-bad", "--largest", *state], env)
+    assert [(p["id"], p["enrolled"]) for p in doc["people"]] == [("obama", 1), ("rex", 0), ("pair", 1)]
 
 
 def test_bad_images_exit_2_naming_the_file(env: dict[str, str], examples: Path, tmp_path: Path) -> None:

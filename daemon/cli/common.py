@@ -3,22 +3,46 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+from pathlib import Path
+from typing import Any
 
+from facewatch.config.inference import InferenceConfig
 from facewatch.detection.detector import MtcnnSettings
 from facewatch.engines import catalog
 from facewatch.engines.backends.base import BackendName, BackendOptions, Precision
 from facewatch.engines.store import ModelStore
-from facewatch.errors import BadInputError
+from facewatch.errors import BadInputError, ConfigError
 from facewatch.images import DEFAULT_MAX_PIXELS
 from facewatch.pipeline import FacePipeline, PipelineSettings
 
 
+log = logging.getLogger(__name__)
+
+# The one-shot commands detect as the daemon does (its inference: defaults): a face found by
+# `facewatch detect` is one the daemon would find, and a smaller minimum only adds noise (a
+# fold of a jacket, a tuft of hair) at a higher cost.
+DAEMON_MIN_FACE = float(InferenceConfig.model_fields["min_face"].default)
+DAEMON_SCALE_FACTOR = float(InferenceConfig.model_fields["scale_factor"].default)
+
+
+def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, helptext: str,
+                parents: list[argparse.ArgumentParser] | None = None, **kwargs: Any
+                ) -> argparse.ArgumentParser:
+    """A subcommand whose one-line description shows both in its parent's list and at the
+    top of its own --help."""
+    return sub.add_parser(name, parents=parents or [], help=helptext,
+                          description=helptext[0].upper() + helptext[1:] + ".", **kwargs)
+
+
 def add_recognition_options(parser: argparse.ArgumentParser, embedder: bool = True) -> None:
     g = parser.add_argument_group("recognition")
-    g.add_argument("--min-face", type=float, default=20.0, metavar="PX",
-                   help="smallest face to detect, in pixels (default: 20)")
-    g.add_argument("--scale-factor", type=float, default=0.709, metavar="F",
-                   help="image pyramid step, 0.5..0.95 (default: 0.709)")
+    g.add_argument("--min-face", type=float, default=DAEMON_MIN_FACE, metavar="PX",
+                   help=f"smallest face to detect, in pixels (default: {DAEMON_MIN_FACE:g}, "
+                        f"the daemon's)")
+    g.add_argument("--scale-factor", type=float, default=DAEMON_SCALE_FACTOR, metavar="F",
+                   help=f"image pyramid step, 0.5..0.95 (default: {DAEMON_SCALE_FACTOR:g})")
     g.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
                    help=f"refuse images larger than this (default: {DEFAULT_MAX_PIXELS:,})")
     add_backend_options(g)
@@ -76,3 +100,43 @@ def without_options(parent: argparse.ArgumentParser, *options: str) -> argparse.
         if not set(action.option_strings) & set(options):
             trimmed._add_action(action)
     return trimmed
+
+
+def add_state_dir_option(parser: argparse.ArgumentParser | argparse._ActionsContainer) -> None:
+    parser.add_argument(
+        "--state-dir", type=Path, metavar="DIR",
+        help="the daemon's state folder, whose gallery cache (DIR/gallery) is shared (default: "
+             "the state_dir of the daemon's config, else $STATE_DIRECTORY, else the per-user "
+             "state folder)")
+
+
+def gallery_cache_from(args: argparse.Namespace) -> Path:
+    """The gallery cache a one-shot command shares with the daemon: `--state-dir`'s, else that
+    of the config the daemon would run by default (FACEWATCH_CONFIG, the per-user one or the
+    service's), else that of the default state folder."""
+    from facewatch.config.resolve import default_state_dir, gallery_cache_dir
+
+    if getattr(args, "state_dir", None) is not None:
+        return gallery_cache_dir(Path(args.state_dir))
+    state = configured_state_dir()
+    return gallery_cache_dir(state if state is not None else default_state_dir())
+
+
+def configured_state_dir(config_file: Path | None = None) -> Path | None:
+    """The state folder the daemon's config names (or defaults to), without reading its
+    secrets; None when there is no config or it cannot be read (logged at debug level)."""
+    from facewatch.config import load_config
+    from facewatch.config.resolve import default_config_path, default_state_dir
+
+    path = config_file or default_config_path()
+    if path is None or not path.is_file():
+        return None
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        log.debug("not using the state folder of %s: %s", path, exc)
+        return None
+    if config.state_dir is None:
+        return default_state_dir()
+    state = Path(config.state_dir).expanduser()
+    return state if state.is_absolute() else Path(os.path.abspath(path.parent / state))

@@ -5,15 +5,16 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from facewatch.cli.common import store_from
+from facewatch.cli.common import add_command, store_from, without_options
 from facewatch.cli.output import emit
 from facewatch.engines import catalog
 from facewatch.errors import FacewatchError
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("doctor", parents=[common],
-                       help="check backends, GStreamer and models; exit 1 if something needed is missing")
+    p = add_command(sub, "doctor",
+                    "check backends, GStreamer and models; exit 1 if something needed is missing",
+                    parents=[without_options(common, "--threads")])
     p.set_defaults(handler=_doctor)
 
 

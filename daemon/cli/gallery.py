@@ -6,20 +6,27 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from facewatch.cli.common import add_recognition_options, pipeline_from
-from facewatch.cli.output import emit
+from facewatch.cli.common import (
+    add_command,
+    add_recognition_options,
+    add_state_dir_option,
+    gallery_cache_from,
+    pipeline_from,
+)
+from facewatch.cli.output import emit, warn
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("gallery", help="enrol people and inspect the gallery")
+    p = add_command(sub, "gallery", "enrol people from photos and inspect the gallery")
     gsub = p.add_subparsers(dest="gallery_command", metavar="ACTION", required=True)
     for name, helptext, handler in (
-        ("build", "enrol every image (only new or changed ones are embedded)", _build),
-        ("list", "show enrolled people", _list),
-        ("add", "add images of a person (creating the person if needed)", _add),
-        ("remove", "remove a person", _remove),
+        ("build", "enrol every photo of a gallery (only new or changed ones are analysed)", _build),
+        ("list", "show the people of a gallery", _list),
+        ("add", "add photos of a person, creating the person (and the gallery file) if needed",
+         _add),
+        ("remove", "remove a person from a gallery", _remove),
     ):
-        g = gsub.add_parser(name, parents=[common], help=helptext)
+        g = add_command(gsub, name, helptext, parents=[common])
         g.add_argument("gallery", type=Path, metavar="G",
                        help="gallery YAML file (or, for build/list, a folder-per-person directory)")
         if name == "add":
@@ -28,23 +35,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
             g.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
         if name == "remove":
             g.add_argument("id", help="the person's id")
-        g.add_argument("--state-dir", type=Path, metavar="DIR",
-                       help="where the cache and index live (default: beside the gallery)")
+        add_state_dir_option(g)
         g.add_argument("--largest", action="store_true",
                        help="enrol the largest face of photos that show several")
         g.add_argument("--skip-bad", action="store_true",
-                       help="enrol what can be enrolled and report the rest, instead of failing")
+                       help="enrol what can be enrolled and list the rest (exit 0), instead of "
+                            "failing")
         add_recognition_options(g)
         g.set_defaults(handler=handler)
 
 
 def _open(args: argparse.Namespace, source: Path | None = None) -> Any:
     """Open the gallery; `source` is an edited copy of it, sharing the gallery's cache."""
-    from facewatch.gallery.gallery import Gallery, default_state_dir
+    from facewatch.gallery.gallery import Gallery
 
-    state_dir = args.state_dir or default_state_dir(args.gallery)
-    return Gallery.open(source or args.gallery, pipeline_from(args), state_dir=state_dir,
-                        largest_face=args.largest, skip_bad=args.skip_bad)
+    return Gallery.open(source or args.gallery, pipeline_from(args),
+                        state_dir=gallery_cache_from(args), largest_face=args.largest,
+                        skip_bad=args.skip_bad)
 
 
 def _report(args: argparse.Namespace, gallery: Any, verb: str) -> int:
@@ -57,7 +64,9 @@ def _report(args: argparse.Namespace, gallery: Any, verb: str) -> int:
              f"({r.analysed} analysed, {r.reused} from cache), threshold {gallery.threshold:.3f}"]
     lines += [f"  skipped {i}" for i in r.issues]
     emit(args.json, doc, lines)
-    return 2 if r.issues else 0
+    # Photos that cannot be enrolled fail the command unless --skip-bad asked to skip them:
+    # then they are listed above, once, and the gallery that was built is a success.
+    return 0
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -70,7 +79,8 @@ def _list(args: argparse.Namespace) -> int:
              "enrolled": int((gallery.entry_person == i).sum()), "metadata": p.metadata}
             for i, p in enumerate(gallery.people)]
     emit(args.json, {"gallery": str(args.gallery), "people": rows},
-         [f"{r['id']:20s} {r['name']:30s} {r['enrolled']}/{len(r['images'])} images" for r in rows])
+         [f"{r['id']:20s} {r['name']:30s} {r['enrolled']}/{len(r['images'])} images" for r in rows]
+         or [f"{args.gallery}: nobody enrolled"])
     return 0
 
 
@@ -87,6 +97,7 @@ def _edit(args: argparse.Namespace, change: Any, verb: str) -> int:
 
 
 def _add(args: argparse.Namespace) -> int:
+    from facewatch.cli.config_check import protected_home_warning
     from facewatch.errors import GalleryError
     from facewatch.gallery.editing import add_person_images, relative_to_gallery
 
@@ -94,7 +105,11 @@ def _add(args: argparse.Namespace) -> int:
         if not image.is_file():
             raise GalleryError(f"{image}: no such file")
     images = [relative_to_gallery(args.gallery, i) for i in args.images]
-    return _edit(args, add_person_images(args.id, args.name, images), "added to")
+    code = _edit(args, add_person_images(args.id, args.name, images), "added to")
+    hidden = protected_home_warning(args.gallery, list(args.images), args.gallery)
+    if hidden is not None:
+        warn(hidden)
+    return code
 
 
 def _remove(args: argparse.Namespace) -> int:

@@ -5,15 +5,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from facewatch.cli.common import store_from
+from facewatch.cli.common import add_command, store_from, without_options
 from facewatch.cli.output import emit
 from facewatch.engines.store import default_models_dir
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("models", help="fetch public weights and build the ONNX models")
+    common = without_options(common, "--threads")  # nothing here runs a model
+    p = add_command(sub, "models", "fetch the public weights and build the ONNX models")
     msub = p.add_subparsers(dest="models_command", metavar="ACTION", required=True)
-    f = msub.add_parser("fetch", parents=[common], help="get the pinned weights and build models")
+    f = add_command(msub, "fetch", "get the pinned weights (or import them with --from) and "
+                                   "build the models", parents=[common])
     f.add_argument("--from", dest="from_dir", type=Path, metavar="DIR",
                    help="import the weight files from this directory instead of downloading")
     f.add_argument("--dest", type=Path, metavar="DIR",
@@ -22,7 +24,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     f.add_argument("--mirror", metavar="URL",
                    help="fetch GitHub files from this mirror (URL/<owner>/<repo>/<commit>/<path>)")
     f.set_defaults(handler=_fetch)
-    ls = msub.add_parser("list", parents=[common], help="show installed models")
+    ls = add_command(msub, "list", "show the installed models", parents=[common])
     ls.set_defaults(handler=_list)
 
 

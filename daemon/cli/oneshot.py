@@ -6,11 +6,18 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from facewatch.cli.common import add_recognition_options, pipeline_from
+from facewatch.cli.common import (
+    add_command,
+    add_recognition_options,
+    add_state_dir_option,
+    gallery_cache_from,
+    pipeline_from,
+)
 from facewatch.cli.output import emit, rounded, warn
 from facewatch.errors import EXIT_BAD_INPUT, ImageError
 from facewatch.images import load_image
 from facewatch.pipeline import AnalyzedFaces, FacePipeline
+from facewatch.progress import progress_bar
 
 # Images are decoded and analysed this many at a time, so a folder of 10,000 photos neither
 # holds every decoded image in memory nor pays per-image model-call overhead.
@@ -19,11 +26,11 @@ _CHUNK = 16
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     for name, helptext, handler in (
-        ("detect", "find faces: boxes, scores, landmarks", _detect),
-        ("embed", "find faces and print their embeddings", _embed),
-        ("identify", "find faces and name them against a gallery", _identify),
+        ("detect", "find faces in photos: boxes, scores, landmarks, quality", _detect),
+        ("embed", "find faces in photos and print their embeddings", _embed),
+        ("identify", "find faces in photos and name them against a gallery", _identify),
     ):
-        p = sub.add_parser(name, parents=[common], help=helptext)
+        p = add_command(sub, name, helptext, parents=[common])
         p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
         add_recognition_options(p, embedder=name != "detect")
         if name == "identify":
@@ -32,6 +39,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
             p.add_argument("--threshold", type=float, metavar="SIM",
                            help="cosine similarity needed to name a face "
                                 "(default: the gallery's, from the LFW evaluation)")
+            # the same choices as `gallery build`, so a gallery it accepts is accepted here
+            add_state_dir_option(p)
+            p.add_argument("--largest", action="store_true",
+                           help="enrol the largest face of gallery photos that show several")
+            p.add_argument("--skip-bad", action="store_true",
+                           help="leave out gallery photos that cannot be enrolled (a warning "
+                                "lists them) instead of failing")
         p.set_defaults(handler=handler)
 
 
@@ -42,6 +56,7 @@ def _run(args: argparse.Namespace, pipeline: FacePipeline, embed: bool,
     # both places); failures are reported as they happen, the results once all are done.
     results: list[dict[str, Any]] = [{} for _ in paths]
     failed = 0
+    bar = progress_bar(len(paths), args.command)
     for start in range(0, len(paths), _CHUNK):
         loaded, images = [], []
         for at in range(start, min(start + _CHUNK, len(paths))):
@@ -54,6 +69,8 @@ def _run(args: argparse.Namespace, pipeline: FacePipeline, embed: bool,
                 results[at] = {"path": paths[at], "error": str(exc), "faces": []}
         for at, analyzed in zip(loaded, pipeline.analyze(images, embed=embed)):
             results[at] = {"path": paths[at], "faces": describe(analyzed)}
+        bar.update(min(_CHUNK, len(paths) - start))
+    bar.close()
     lines = []
     for r in results:
         if "error" in r:
@@ -96,7 +113,12 @@ def _identify(args: argparse.Namespace) -> int:
     from facewatch.gallery.gallery import Gallery
 
     pipeline = pipeline_from(args)
-    gallery = Gallery.open(args.gallery, pipeline)
+    gallery = Gallery.open(args.gallery, pipeline, state_dir=gallery_cache_from(args),
+                           largest_face=args.largest, skip_bad=args.skip_bad)
+    for issue in gallery.report.issues:
+        warn(f"gallery: not enrolled: {issue}")
+    if not gallery.people:
+        warn(f"{args.gallery}: nobody enrolled; every face is unknown")
     threshold = args.threshold if args.threshold is not None else gallery.threshold
 
     def describe(a: AnalyzedFaces) -> list[dict[str, Any]]:
