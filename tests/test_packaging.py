@@ -24,21 +24,32 @@ _IGNORE = shutil.ignore_patterns(".git", "tests", "build", "dist", "*.egg-info",
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, zipfile.ZipFile]]:
+def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, zipfile.ZipFile, str]]:
     src = tmp_path_factory.mktemp("src") / "facewatch"
     shutil.copytree(ROOT, src, ignore=_IGNORE)
     # data files of the kinds package-data must carry, whatever config/ holds today
     (src / "config" / "zz_packaging_probe.yaml").write_text("probe: true\n")
     (src / "config" / "zz_packaging_probe.json").write_text("{}\n")
     dist = tmp_path_factory.mktemp("dist")
+    # -v: setuptools' warnings are only shown in pip's verbose output
     proc = subprocess.run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps",
-                           "--disable-pip-version-check", "-q", "-w", str(dist)],
+                           "--disable-pip-version-check", "-v", "-w", str(dist)],
                           check=False, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    [built] = list(dist.glob("facewatch-*.whl"))
-    archive = zipfile.ZipFile(built)
-    yield src, archive
+    [wheel_file] = list(dist.glob("facewatch-*.whl"))
+    archive = zipfile.ZipFile(wheel_file)
+    yield src, archive, proc.stdout + proc.stderr
     archive.close()
+
+
+@pytest.fixture(scope="module")
+def wheel(built: tuple[Path, zipfile.ZipFile, str]) -> tuple[Path, zipfile.ZipFile]:
+    return built[0], built[1]
+
+
+def test_the_build_has_no_deprecation_warnings(built: tuple[Path, zipfile.ZipFile, str]) -> None:
+    """setuptools warned ~30 times per install about `project.license` as a table."""
+    assert "DeprecationWarning" not in built[2], built[2][-3000:]
 
 
 def test_only_facewatch_at_the_top(wheel: tuple[Path, zipfile.ZipFile]) -> None:
