@@ -32,7 +32,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
                         "write a password as ${ENV_VAR} to keep it out of the file")
     a.add_argument("--fps", type=float, metavar="N",
                    help="frames per second analysed (default: the config's default, 5)")
-    a.add_argument("--loop", action="store_true", help="a file: start again at its end")
+    a.add_argument("--no-loop", dest="loop", action="store_false",
+                   help="a video file: play it once (by default a file stands in for a camera "
+                        "and starts again at its end)")
     a.add_argument("--no-probe", action="store_true",
                    help="add it without opening the stream first (a camera that is off now)")
     a.add_argument("--probe-timeout", type=float, default=DEFAULT_PROBE_TIMEOUT_S, metavar="S",
@@ -98,8 +100,8 @@ def _add(args: argparse.Namespace) -> int:
     entry: dict[str, Any] = {"name": args.name, "url": url}
     if args.fps is not None:
         entry["fps"] = int(args.fps) if float(args.fps).is_integer() else args.fps
-    if args.loop:
-        entry["loop"] = True
+    if classify_url(url) is SourceKind.FILE:
+        entry["loop"] = bool(args.loop)
     if args.probe_timeout <= 0:
         raise BadInputError(f"--probe-timeout {args.probe_timeout:g}: must be > 0")
     probed: list[Any] = []
