@@ -15,7 +15,8 @@
 # every face unknown, groups them, and you name them (README, "First steps").
 #
 # For tests and packagers, where systemd is not running: FACEWATCH_PREFIX, FACEWATCH_ETC,
-# FACEWATCH_STATE, FACEWATCH_USER and FACEWATCH_UNIT_DIR put the same install elsewhere.
+# FACEWATCH_STATE, FACEWATCH_USER, FACEWATCH_UNIT_DIR and FACEWATCH_BIN_DIR put the same install
+# elsewhere.
 set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -24,6 +25,7 @@ etc="${FACEWATCH_ETC:-/etc/facewatch}"
 state="${FACEWATCH_STATE:-/var/lib/facewatch}"
 user="${FACEWATCH_USER:-facewatch}"
 unit_dir="${FACEWATCH_UNIT_DIR:-/etc/systemd/system}"
+bin_dir="${FACEWATCH_BIN_DIR:-/usr/local/bin}"
 
 usage() {
     echo "usage: sudo $0 [--camera NAME=URL]..." >&2
@@ -90,6 +92,9 @@ install -d -m 0755 "$prefix"
 "$prefix/venv/bin/pip" install -q "$repo[gstreamer]"
 install -m 0644 "$repo/README.md" "$prefix/README.md"
 facewatch="$prefix/venv/bin/facewatch"
+# `sudo facewatch ...` from any shell
+install -d -m 0755 "$bin_dir"
+ln -sfn "$facewatch" "$bin_dir/facewatch"
 
 echo "== models"
 from_args=()
@@ -134,10 +139,12 @@ else
     echo "systemd is not running here; start the daemon in the foreground with:"
     echo "  runuser -u $user -- env FACEWATCH_MODELS=$state/models $facewatch run --config $config"
 fi
+at=""
+[ "$config" = /etc/facewatch/config.yaml ] || at=" --config $config"
 echo
-echo "next: the faces it sees are grouped; list them and name one:"
-echo "  sudo $facewatch clusters list"
-echo "  sudo $facewatch clusters assign GROUP --person ada --name 'Ada Lovelace'"
 if [ ${#cameras[@]} -eq 0 ]; then
-    echo "no camera yet: sudo $facewatch cameras add door rtsp://user:pass@192.168.1.20:554/stream2"
+    echo "no camera yet: sudo facewatch cameras add$at door rtsp://user:pass@192.168.1.20:554/stream2"
 fi
+echo "the faces it sees are grouped; list them, then name one:"
+echo "  sudo facewatch clusters list$at"
+echo "  sudo facewatch clusters assign$at GROUP --person ada --name 'Ada Lovelace'"

@@ -328,3 +328,103 @@ def test_eval_json(env: dict[str, str], lfw_dir: Path, tmp_path: Path) -> None:
         (people / name).symlink_to(lfw_dir / name, target_is_directory=True)
     ident = run_json(["eval", "identify", "--lfw", str(people), "--no-cache"], env)
     assert (ident["enrolled"], ident["genuine_probes"], ident["impostor_probes"]) == (2, 6, 1)
+
+
+# help ---------------------------------------------------------------------------------
+
+def _commands(parser: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
+    import argparse
+
+    out = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            seen: set[int] = set()
+            for name, child in action.choices.items():
+                if id(child) not in seen:  # an alias is the same parser
+                    seen.add(id(child))
+                    out.append(((*path, name), child))
+                    out += _commands(child, (*path, name))
+    return out
+
+
+def test_every_command_says_what_it_does_in_a_line() -> None:
+    from facewatch.cli.main import build_parser
+
+    parser = build_parser()
+    assert parser.description and "facewatch" not in parser.description.split(":")[0].lower()
+    for path, child in _commands(parser):
+        assert child.description, f"facewatch {' '.join(path)} has no description"
+        assert "\n" not in child.description.strip(), path
+
+
+@pytest.mark.parametrize("command, absent", [
+    (("run",), ("--json", "--models", "--threads")),
+    (("doctor",), ("--threads",)),
+    (("models", "fetch"), ("--threads",)),
+    (("models", "list"), ("--threads",)),
+    (("config", "check"), ("--models", "--threads")),
+    (("cameras", "add"), ("--models", "--threads")),
+])
+def test_no_option_that_does_nothing(command: tuple[str, ...], absent: tuple[str, ...]) -> None:
+    from facewatch.cli.main import build_parser
+
+    [parser] = [p for path, p in _commands(build_parser()) if path == command]
+    options = {o for action in parser._actions for o in action.option_strings}
+    assert not options & set(absent), options & set(absent)
+
+
+def test_progress_only_on_a_terminal_and_never_under_json() -> None:
+    import facewatch.progress as progress
+
+    try:
+        progress.set_quiet(False)
+        assert progress.shown() == sys.stderr.isatty()
+        progress.set_quiet(True)
+        assert progress.shown() is False
+        with progress.progress_bar(3, "x") as bar:
+            assert bar.disable
+    finally:
+        progress.set_quiet(False)
+
+
+def test_progress_bar_on_a_terminal(env: dict[str, str], examples: Path) -> None:
+    """identify on many photos shows a bar when stderr is a terminal, and none with --json."""
+    import pty
+
+    photos = [str(examples / "obama2.jpg")] * 20
+
+    def stderr_on_a_terminal(args: list[str]) -> str:
+        import select
+
+        import fcntl
+        import struct
+        import termios
+
+        leader, follower = pty.openpty()
+        # a terminal of 24 x 100 (a new pty has no size, and tqdm then draws nothing)
+        fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+        proc = subprocess.Popen([*COMMAND, "detect", *args, *photos], env=env, stderr=follower,
+                                stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        os.close(follower)
+        chunks = []
+        try:
+            # read while it runs: Linux drops what is left in a pty once its last writer closes
+            while True:
+                ready, _, _ = select.select([leader], [], [], 0.2)
+                if ready:
+                    try:
+                        chunk = os.read(leader, 65536)
+                    except OSError:  # EIO: the child has gone
+                        break
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                elif proc.poll() is not None:
+                    break
+        finally:
+            os.close(leader)
+            assert proc.wait(300) == 0
+        return b"".join(chunks).decode(errors="replace")
+
+    assert "20/20" in stderr_on_a_terminal([])
+    assert "20/20" not in stderr_on_a_terminal(["--json"])
