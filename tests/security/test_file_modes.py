@@ -115,12 +115,16 @@ def test_the_cli_gallery_state_folder_is_private(tmp_path: Path, examples: Path,
     gallery = tmp_path / "people.yaml"
     write_yaml(gallery, {"people": [{"id": "obama", "images": [str(examples / "obama.jpg")]},
                                     {"id": "biden", "images": [str(examples / "biden.jpg")]}]})
+    # the cache is the daemon's, in the default state folder (here the test's own)
+    env = {**os.environ, "FACEWATCH_MODELS": str(models_dir),
+           "XDG_STATE_HOME": str(tmp_path / "xdg"), "FACEWATCH_CONFIG": str(tmp_path / "none.yaml")}
+    env.pop("STATE_DIRECTORY", None)
     result = subprocess.run(
         [sys.executable, "-m", "facewatch", "gallery", "build", str(gallery), "--json"],
-        cwd=REPO, env={**os.environ, "FACEWATCH_MODELS": str(models_dir)}, capture_output=True,
-        text=True, timeout=300, check=False)
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr
-    state = tmp_path / "people.facewatch"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["people.yaml", "xdg"]
+    state = tmp_path / "xdg" / "facewatch" / "gallery"
     names = set(modes(state))
     assert "analysis.sqlite" in names and any(n.startswith("index-") for n in names), names
     assert not_private(state) == []
@@ -132,11 +136,14 @@ def test_an_open_cli_state_dir_is_made_private(tmp_path: Path, examples: Path,
     tightened, and so is a cache file in it."""
     gallery = tmp_path / "people.yaml"
     write_yaml(gallery, {"people": [{"id": "obama", "images": [str(examples / "obama.jpg")]}]})
-    state = tmp_path / "cache" / "people"
-    state.mkdir(parents=True, mode=0o755)
+    state = tmp_path / "state"
+    cache = state / "gallery"  # --state-dir names the daemon's state folder; its cache is here
+    cache.mkdir(parents=True, mode=0o755)
+    cache.chmod(0o755)
     result = subprocess.run(
         [sys.executable, "-m", "facewatch", "gallery", "build", str(gallery), "--state-dir",
          str(state)], cwd=REPO, env={**os.environ, "FACEWATCH_MODELS": str(models_dir)},
         capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr
-    assert not_private(state) == []
+    assert "analysis.sqlite" in set(modes(cache))
+    assert not_private(cache) == []
