@@ -21,6 +21,26 @@ from tests.support.mosquitto import Mosquitto, mosquitto_available
 SHARED_ENV = "FACEWATCH_SHARED"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def own_user_folders(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Per-user state and config folders of the test run's own, for this process and every
+    command it starts: what a command keeps by default (the gallery cache in the default
+    state folder, a config `cameras add` makes) lands in tmp, and no test reads the
+    machine's own daemon config (/etc/facewatch, ~/.config/facewatch)."""
+    home = tmp_path_factory.mktemp("user")
+    saved = {k: os.environ.get(k) for k in ("XDG_STATE_HOME", "XDG_CONFIG_HOME", "FACEWATCH_CONFIG",
+                                            "STATE_DIRECTORY")}
+    os.environ.update(XDG_STATE_HOME=str(home / "state"), XDG_CONFIG_HOME=str(home / "config"),
+                      FACEWATCH_CONFIG=str(home / "no-daemon-config.yaml"))
+    os.environ.pop("STATE_DIRECTORY", None)
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 @pytest.fixture
 def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     """A running broker on a free 127.0.0.1 port, stopped after the test."""
