@@ -105,12 +105,14 @@ runuser -u "$user" -- env FACEWATCH_MODELS="$state/models" \
 echo "== config"
 config="$etc/config.yaml"
 if [ ! -e "$config" ]; then
-    # The example names no camera, gallery or broker that would not exist here.  state_dir is
-    # written out (systemd gives the service $STATE_DIRECTORY, but `sudo facewatch ...` needs
-    # to find the same folder).
-    sed "s|^# state_dir: /var/lib/facewatch\$|state_dir: $state   # the service's StateDirectory=; \`sudo facewatch ...\` finds it here|" \
+    # The example names no camera, gallery or broker that would not exist here.  state_dir and
+    # models_dir are written out: systemd gives the service $STATE_DIRECTORY and
+    # $FACEWATCH_MODELS, but `sudo facewatch ...` must find the same folders.
+    sed -e "s|^# state_dir: /var/lib/facewatch\$|state_dir: $state   # the service's StateDirectory=; \`sudo facewatch ...\` finds it here|" \
+        -e "s|^  # models_dir: /var/lib/facewatch/models .*|  models_dir: $state/models   # where install.sh put them|" \
         "$repo/config/example.yaml" > "$config.new"
-    grep -q "^state_dir: $state " "$config.new" || { echo "install.sh: example.yaml has no state_dir line to set" >&2; exit 1; }
+    grep -q "^state_dir: $state " "$config.new" && grep -q "^  models_dir: $state/models " "$config.new" \
+        || { echo "install.sh: example.yaml has no state_dir or models_dir line to set" >&2; exit 1; }
     chown "root:$user" "$config.new"
     chmod 0640 "$config.new"
     mv "$config.new" "$config"

@@ -48,11 +48,19 @@ class Location:
 
 
 def locate(args: argparse.Namespace) -> Location:
+    from facewatch.config.resolve import default_config_path, gallery_cache_dir
+
     config = None
-    if getattr(args, "config", None) is not None:
+    config_file = getattr(args, "config", None)
+    if config_file is None and args.state_dir is None:
+        # the config `facewatch run` would use: `sudo facewatch clusters list` finds the
+        # service's (/etc/facewatch/config.yaml), a user their own
+        found = default_config_path()
+        config_file = found if found is not None and found.is_file() else None
+    if config_file is not None:
         from facewatch.config import load_resolved
 
-        config = load_resolved(args.config)
+        config = load_resolved(config_file)
     if args.state_dir is not None:
         state = args.state_dir
     elif config is not None and config.state_dir is not None:
@@ -64,8 +72,8 @@ def locate(args: argparse.Namespace) -> Location:
     gallery = getattr(args, "gallery", None)
     gallery_state = None
     if gallery is None and config is not None and config.state_dir is not None:
-        gallery = Path(config.gallery)
-        gallery_state = Path(config.state_dir) / "gallery"  # the daemon's cache: see inference
+        gallery = config.gallery_path
+        gallery_state = gallery_cache_dir(Path(config.state_dir))  # the daemon's cache
     if gallery is not None and gallery_state is None:
         from facewatch.gallery.gallery import default_state_dir
 

@@ -28,6 +28,7 @@ import numpy as np
 from facewatch.errors import BadInputError, GalleryError
 from facewatch.gallery.editing import Change, edit_gallery
 from facewatch.gallery.spec import ID_PATTERN
+from facewatch.ownership import Ownership, make_folders
 from facewatch.images import load_image
 from facewatch.library.clusters import REGROUP_MAX, ClusterSettings, regroup_labels
 from facewatch.library.sqlite_store import encode_jpeg
@@ -265,7 +266,9 @@ def _copy_crop(face: Face, folder: Path) -> Path:
                                 cv2.BORDER_REPLICATE)
     data = encode_jpeg(np.ascontiguousarray(padded), ENROL_JPEG_QUALITY)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        # with sudo into the service's gallery folder: the service's folders and files
+        # (facewatch.ownership), so that the daemon can read what it is to enrol
+        make_folders(folder)
         for n in range(1, 10_000):
             path = folder / f"{face.track_id}-{n}.jpg"
             try:
@@ -274,6 +277,7 @@ def _copy_crop(face: Face, folder: Path) -> Path:
                 continue
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
+            Ownership.for_new_file_in(folder).apply(path)
             return path
     except OSError as exc:
         raise GalleryError(f"{folder}: cannot copy the face there ({exc.strerror})") from None

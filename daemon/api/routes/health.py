@@ -50,9 +50,11 @@ def health(request: Request) -> Health:
                                    reason=status.reason if status else None,
                                    since=status.ts if status else None))
     processes = _processes(context.status_path)
-    gallery: dict[str, Any] = {"path": str(context.config.gallery)}
+    gallery: dict[str, Any] = {"path": str(context.config.gallery_path)}
     try:
-        gallery["people"] = len(load_gallery_spec(context.config.gallery).people)
+        # no gallery file yet is nobody enrolled, as the daemon sees it
+        gallery["people"] = len(load_gallery_spec(context.config.gallery_path,
+                                                  missing_ok=True).people)
     except FacewatchError as exc:
         gallery["people"] = None
         gallery["problem"] = " ".join(str(exc).split())
