@@ -280,10 +280,11 @@ def _undo(args: argparse.Namespace) -> int:
     try:
         action = store.action(args.edit)
         if where.gallery is None:  # the gallery the edit was made in
-            from facewatch.gallery.gallery import default_state_dir
+            from facewatch.config.resolve import gallery_cache_dir
 
             where.gallery = action.gallery
-            where.gallery_state = default_state_dir(action.gallery)
+            # the cache of the daemon whose library this is (its state folder's)
+            where.gallery_state = gallery_cache_dir(where.library.parent)
         done = undo(store, gallery_target(args, where), args.edit)
     finally:
         store.close()

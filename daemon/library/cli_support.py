@@ -75,9 +75,7 @@ def locate(args: argparse.Namespace) -> Location:
         gallery = config.gallery_path
         gallery_state = gallery_cache_dir(Path(config.state_dir))  # the daemon's cache
     if gallery is not None and gallery_state is None:
-        from facewatch.gallery.gallery import default_state_dir
-
-        gallery_state = default_state_dir(gallery)
+        gallery_state = gallery_cache_dir(state)  # as the daemon with this state folder keeps it
     threshold = config.recognition.threshold if config is not None else None
     lib = config.library if config is not None else None
     clusters = settings_for(lib.cluster_threshold if lib else None, threshold)

@@ -100,9 +100,11 @@ def test_name_a_group_search_and_undo(state: Path, tmp_path: Path, lfw_dir: Path
         undone = cli(capsys, "faces", "undo", str(edit["id"]), "--state-dir", str(state))
         assert undone["undone"]  # the gallery came from the edit itself
     assert yaml.safe_load(gallery.read_text())["people"] == []
-    # the gallery's cache went beside it, as `gallery build` puts it; no temporary leftovers
+    # the gallery's cache is the one a daemon with this state folder keeps (<state>/gallery),
+    # not beside the gallery; no temporary leftovers
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
-    assert (tmp_path / "people.facewatch" / "analysis.sqlite").is_file()
+    assert (state / "gallery" / "analysis.sqlite").is_file()
+    assert not (tmp_path / "people.facewatch").exists()
     dismissed = cli(capsys, "clusters", "dismiss", str(groups[0]["id"]), "--state-dir", str(state))
     assert dismissed["dismissed"]
     regrouped = cli(capsys, "clusters", "regroup", "--state-dir", str(state))
