@@ -25,6 +25,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,24 @@ def world_readable_tmp() -> Iterator[Path]:
 
 
 def _remove_user(name: str) -> None:
+    """Remove the test's user once its processes (the daemon's last children) have gone;
+    userdel refuses a user that still runs something."""
+    def pids() -> list[int]:
+        found = subprocess.run(["ps", "-u", name, "-o", "pid="], capture_output=True, text=True,
+                               check=False)
+        return [int(p) for p in found.stdout.split()] if found.returncode == 0 else []
+
+    deadline = time.monotonic() + 15
+    while pids() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in pids():  # this test's own user: nothing else runs as it
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 5
+    while pids() and time.monotonic() < deadline:
+        time.sleep(0.1)
     subprocess.run(["userdel", name], capture_output=True, check=False)
     subprocess.run(["groupdel", name], capture_output=True, check=False)
 
