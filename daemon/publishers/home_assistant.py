@@ -60,6 +60,7 @@ from typing import Any
 from facewatch import __version__
 from facewatch.config.daemon import DaemonConfig
 from facewatch.config.mqtt import MqttOutput
+from facewatch.config.resolve import gallery_cache_dir
 from facewatch.events import CameraStatus, Event, FaceRecognized, FaceUnknown, TrackEnded
 
 log = logging.getLogger(__name__)
@@ -599,7 +600,7 @@ def home_assistant_for(config: DaemonConfig) -> HomeAssistant | None:
         return None
     assert config.state_dir is not None, "a resolved config has a state_dir"
     state_dir = Path(config.state_dir)
-    return HomeAssistant(mqtt, config.camera_names, gallery=Path(config.gallery),
+    return HomeAssistant(mqtt, config.camera_names, gallery=config.gallery_path,
                          # the inference process's gallery state (facewatch.inference.process)
-                         gallery_state=state_dir / "gallery",
+                         gallery_state=gallery_cache_dir(state_dir),
                          snapshots_dir=config.snapshots.dir, state_file=state_dir / STATE_FILE)
