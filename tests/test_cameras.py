@@ -143,7 +143,7 @@ def test_add_and_remove_reload_the_running_daemon(env: dict[str, str], clip: Pat
     zmq_port = free_port()
     config.write_text(f"cameras:\nstate_dir: {tmp_path / 'state'}\n"
                       f"outputs:\n  zmq: {{bind: 'tcp://127.0.0.1:{zmq_port}'}}\n"
-                      "metrics: {enabled: false}\n")
+                      "metrics: {enabled: false}\napi: {enabled: false}\n")
     events = ZmqEvents(f"tcp://127.0.0.1:{zmq_port}")
     with DaemonProcess(config, models_dir, tmp_path) as daemon:
         events.follow(daemon)

@@ -114,13 +114,19 @@ class Foreground:
 
 
 def _free_ports(config: Path) -> int:
-    """Move the config's ZeroMQ and metrics ports to free ones (other tests on this machine
-    use the defaults); the only edit the test makes to what install.sh wrote."""
-    zmq_port, metrics_port = free_port(), free_port()
+    """Move the config's ZeroMQ, metrics and API ports to free ones (other tests on this
+    machine use the defaults); the only edit the test makes to what install.sh wrote."""
+    zmq_port, metrics_port, api_port = free_port(), free_port(), free_port()
     text = config.read_text()
     assert "bind: tcp://127.0.0.1:5556\n" in text and "  port: 9108\n" in text
-    config.write_text(text.replace("bind: tcp://127.0.0.1:5556\n", f"bind: tcp://127.0.0.1:{zmq_port}\n")
-                      .replace("  port: 9108\n", f"  port: {metrics_port}\n"))
+    text = text.replace("bind: tcp://127.0.0.1:5556\n", f"bind: tcp://127.0.0.1:{zmq_port}\n") \
+        .replace("  port: 9108\n", f"  port: {metrics_port}\n")
+    if "\napi:" not in text:
+        text += f"\napi:\n  port: {api_port}\n"
+    else:
+        assert "  port: 8765" in text
+        text = text.replace("  port: 8765", f"  port: {api_port}")
+    config.write_text(text)
     return zmq_port
 
 
