@@ -7,6 +7,7 @@ that claims to be 50,000 x 50,000 pixels is refused without allocating 7 GB.
 from __future__ import annotations
 
 import errno
+import io
 import os
 import re
 import stat
@@ -35,6 +36,27 @@ def load_image(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
     p = Path(path)
     try:
         file = _open_regular(p, path)
+    except ImageError:
+        raise
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path}: is a directory, not an image") from None
+    except PermissionError:
+        raise ImageError(f"{path}: permission denied") from None
+    except OSError as exc:
+        raise ImageError(f"{path}: corrupt or truncated image ({exc})") from None
+    return _decode(file, path, max_pixels)
+
+
+def decode_image(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Image bytes (an upload) decoded and checked as `load_image` does a file; errors name
+    `name`."""
+    return _decode(io.BytesIO(data), name, max_pixels)
+
+
+def _decode(file: BinaryIO, shown: Path | str, max_pixels: int) -> np.ndarray:
+    try:
         with warnings.catch_warnings():
             # Pillow warns (and, past 2x its own limit, raises) about huge images; we check
             # our own limit below with a clearer message.
@@ -46,29 +68,23 @@ def load_image(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
             with file, Image.open(file) as img:
                 w, h = img.size
                 if w * h > max_pixels:
-                    raise ImageError(f"{path}: {w}x{h} pixels is over the limit of "
+                    raise ImageError(f"{shown}: {w}x{h} pixels is over the limit of "
                                      f"{max_pixels:,} (--max-pixels raises the limit if this is intended)")
                 img.load()
                 return _to_rgb(ImageOps.exif_transpose(img))
     except ImageError:
         raise
-    except FileNotFoundError:
-        raise ImageError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ImageError(f"{path}: is a directory, not an image") from None
-    except PermissionError:
-        raise ImageError(f"{path}: permission denied") from None
     except UnidentifiedImageError:
-        raise ImageError(f"{path}: not an image (or an unsupported format)") from None
+        raise ImageError(f"{shown}: not an image (or an unsupported format)") from None
     except Image.DecompressionBombError as exc:
         # Pillow refuses headers past twice its own limit inside Image.open, before our check
         # runs; it is the same refusal (header only, nothing decoded), so say it the same way.
-        raise ImageError(f"{path}: {_claimed_size(exc)} is over the limit of "
+        raise ImageError(f"{shown}: {_claimed_size(exc)} is over the limit of "
                          f"{min(max_pixels, _pillow_hard_limit()):,} (refused before decoding "
                          f"as a possible decompression bomb)") from None
     except (OSError, SyntaxError, ValueError) as exc:
         # Pillow reports truncated or corrupt data as OSError ("image file is truncated").
-        raise ImageError(f"{path}: corrupt or truncated image ({exc})") from None
+        raise ImageError(f"{shown}: corrupt or truncated image ({exc})") from None
 
 
 def _open_regular(p: Path, shown: Path | str) -> BinaryIO:

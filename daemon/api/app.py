@@ -1,9 +1,13 @@
-"""The FastAPI application: routes per area, one auth dependency, errors as one JSON line.
+"""The FastAPI application: routes per area, one auth dependency, errors as one JSON line,
+and the review page (static files shipped in the package) at `/`.
 
     app = create_app(ApiContext(config, live, status_path, control))
 
-Every error a client can cause is a 4xx with `{"error": "<one line>"}` and changes nothing;
-anything else is logged with its traceback and answered 500 `{"error": "internal error"}`.
+Every error a client can cause is a 4xx with `{"error": "<one line>"}` and changes nothing:
+400 bad input, 401 no or wrong token, 404 unknown id, 409 an edit already undone, 413 a body
+over `api.max_upload_mb`, 415 an upload that is not an image.  Anything else is logged with
+its traceback and answered 500 `{"error": "internal error ..."}`; a storage failure (a full
+disk) is 503 with its one line.
 """
 
 from __future__ import annotations
@@ -14,18 +18,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
 
 from facewatch import __version__
 from facewatch.api.auth import TokenAuth
 from facewatch.api.live import LiveEvents
 from facewatch.config.daemon import DaemonConfig
-from facewatch.errors import FacewatchError
+from facewatch.errors import BadInputError, FacewatchError
 from facewatch.printable import printable
 
 log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).resolve().parent / "static"
+# Multipart framing and form fields on top of the photos themselves.
+FORM_OVERHEAD_BYTES = 256 * 1024
+# The page loads nothing from elsewhere and is never framed.
+PAGE_POLICY = ("default-src 'self'; img-src 'self' blob: data:; style-src 'self'; "
+               "script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+               "frame-ancestors 'none'; form-action 'self'")
 
 
 @dataclass
@@ -43,20 +57,54 @@ def one_line(text: object) -> str:
     return printable(" ".join(str(text).split()))
 
 
-def create_app(context: ApiContext) -> FastAPI:
-    from facewatch.api.routes import health, track_media
+def create_app(context: ApiContext, services: Any = None) -> FastAPI:
+    """`services`: what the routes share (`facewatch.api.services.Services`); made from the
+    context when not given (tests hand one with the models already loaded)."""
+    from facewatch.api.routes import (
+        clusters,
+        events,
+        faces,
+        health,
+        people,
+        recognize,
+        search,
+        track_media,
+    )
+    from facewatch.api.services import Services
 
-    token = context.config.api.token
+    api = context.config.api
+    token = api.token
     auth = TokenAuth(token.get_secret_value() if token is not None else None)
     app = FastAPI(title="facewatch", version=__version__,
-                  description="Faces the daemon saw, who they are, and the gallery behind it.",
-                  docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None)
+                  description="Faces the daemon saw, who they are, and the gallery behind it. "
+                              "With a token configured, every request needs "
+                              "`Authorization: Bearer <token>`.",
+                  docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None,
+                  max_body_size=int(api.max_upload_mb * 1_000_000) + FORM_OVERHEAD_BYTES)
     app.state.context = context
     app.state.auth = auth
+    app.state.services = services or Services(context.config, context.control)
     protected = [Depends(auth)]
-    app.include_router(health.router, prefix="/api", dependencies=protected)
     # the face images events link to: the token, or the link's own signature (see the module)
     app.include_router(track_media.router, prefix="/api")
+    for area in (health, recognize, people, faces, clusters, search, events):
+        app.include_router(area.router, prefix="/api", dependencies=protected)
+
+    # the page: static files, no data in them (the data comes from the API, with the token)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def _page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    @app.middleware("http")
+    async def _headers(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        if not request.url.path.startswith("/api/"):
+            response.headers.setdefault("Content-Security-Policy", PAGE_POLICY)
+        return response
 
     @app.exception_handler(HTTPException)
     async def _http_error(_request: Request, exc: HTTPException) -> JSONResponse:
@@ -72,7 +120,11 @@ def create_app(context: ApiContext) -> FastAPI:
 
     @app.exception_handler(FacewatchError)
     async def _user_error(_request: Request, exc: FacewatchError) -> JSONResponse:
-        return JSONResponse({"error": one_line(exc)}, status_code=400)
+        from facewatch.library.store import NotFoundError
+
+        code = 404 if isinstance(exc, NotFoundError) else 400 \
+            if isinstance(exc, BadInputError) else 503
+        return JSONResponse({"error": one_line(exc)}, status_code=code)
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:

@@ -69,6 +69,7 @@ def run_api(ctx: ChildContext, config: DaemonConfig, channels: ApiChannels) -> N
         raise SystemExit(EXIT_CONFIG) from None
     finally:
         live.stop()
+        app.state.services.close()
 
 
 def _beat(ctx: ChildContext, server: Any) -> None:

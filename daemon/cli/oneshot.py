@@ -121,13 +121,16 @@ def _identify(args: argparse.Namespace) -> int:
         warn(f"{args.gallery}: nobody enrolled; every face is unknown")
     threshold = args.threshold if args.threshold is not None else gallery.threshold
 
-    def describe(a: AnalyzedFaces) -> list[dict[str, Any]]:
-        faces = _faces(a)
-        if a.embeddings is None or len(a) == 0:
-            return faces
-        for face, match in zip(faces, gallery.identify(a.embeddings, threshold)):
-            face.update(identity=match.person_id, name=match.name,
-                        similarity=round(match.similarity, 4))
-        return faces
+    return _run(args, pipeline, True, lambda a: identified_faces(a, gallery, threshold))
 
-    return _run(args, pipeline, True, describe)
+
+def identified_faces(a: AnalyzedFaces, gallery: Any, threshold: float) -> list[dict[str, Any]]:
+    """The faces of one image, named against `gallery`, as `identify --json` (and the API's
+    recognize) report them."""
+    faces = _faces(a)
+    if a.embeddings is None or len(a) == 0:
+        return faces
+    for face, match in zip(faces, gallery.identify(a.embeddings, threshold)):
+        face.update(identity=match.person_id, name=match.name,
+                    similarity=round(match.similarity, 4))
+    return faces

@@ -216,3 +216,38 @@ def _end_of_block(lines: list[str], data: dict[str, Any]) -> int:
     if after and hasattr(data, "lc"):
         return int(data.lc.key(after[0])[0])
     return len(lines)
+
+
+def rename_person(person_id: str, name: str) -> Change:
+    """Set a person's display name (their id, sent in events, stays)."""
+
+    def change(data: dict[str, Any], _text: str) -> None:
+        entry = _find(data, person_id)
+        entry["name"] = name
+
+    return change
+
+
+def remove_person_image(person_id: str, image: str) -> Change:
+    """Take one item out of a person's `images`; a person's only photo cannot go (delete the
+    person instead: nobody can be enrolled without a photo)."""
+
+    def change(data: dict[str, Any], _text: str) -> None:
+        entry = _find(data, person_id)
+        images = entry.get("images")
+        items = [images] if isinstance(images, str) else images
+        if not isinstance(items, list) or image not in items:
+            raise GalleryError(f"{image!r} is not listed in {person_id!r}'s images")
+        if len(items) == 1:
+            raise GalleryError(f"{image!r} is {person_id!r}'s only photo; delete the person "
+                               f"instead")
+        items.remove(image)  # in place: the other items keep their comments
+
+    return change
+
+
+def _find(data: dict[str, Any], person_id: str) -> Any:
+    for entry in data["people"]:
+        if isinstance(entry, dict) and entry.get("id") == person_id:
+            return entry
+    raise GalleryError(f"no person with id {person_id!r} in the gallery")

@@ -27,11 +27,22 @@ log = logging.getLogger(__name__)
 POLL_EVERY_S = 2.0
 
 
-def fingerprint(source: Path, images: list[Path]) -> tuple[tuple[str, int, int], ...]:
+Fingerprint = tuple[tuple[str, int, int], ...]
+
+
+def fingerprint(source: Path, images: list[Path]) -> Fingerprint:
+    return source_fingerprint(source) + _stats(images)
+
+
+def source_fingerprint(source: Path) -> Fingerprint:
+    """The gallery file (or folder, with its person folders) alone."""
     paths = [source]
     if source.is_dir():
         paths += sorted(d for d in source.iterdir() if d.is_dir() and not d.name.startswith("."))
-    paths += images
+    return _stats(paths)
+
+
+def _stats(paths: list[Path]) -> Fingerprint:
     out = []
     for p in paths:
         try:
@@ -55,15 +66,18 @@ class GalleryWatcher:
         self.state_dir = state_dir
         self._results: queue.SimpleQueue[ReloadResult] = queue.SimpleQueue()
         self._images: list[Path] = []
-        self._fingerprint: tuple[tuple[str, int, int], ...] = ()
+        self._fingerprint: Fingerprint = ()
         self._last_poll = 0.0
         self._thread: threading.Thread | None = None
         self._again = False
 
-    def loaded(self, gallery: Gallery) -> None:
-        """Remember what the running gallery was built from."""
+    def loaded(self, gallery: Gallery, source_before: Fingerprint | None = None) -> None:
+        """Remember what the running gallery was built from.  `source_before`: the gallery
+        file's fingerprint taken before it was read, so that an edit saved while the gallery
+        was being built is still a change to load (an edit during a reload is not lost)."""
         self._images = list(gallery.entry_images)
-        self._fingerprint = fingerprint(self.source, self._images)
+        source = source_fingerprint(self.source) if source_before is None else source_before
+        self._fingerprint = source + _stats(self._images)
 
     def take_result(self) -> ReloadResult | None:
         """A finished rebuild, to be swapped in by the owner's own thread; None if none."""
@@ -91,6 +105,7 @@ class GalleryWatcher:
 
     def _rebuild(self) -> None:
         started = time.monotonic()
+        before = source_fingerprint(self.source)
         try:
             # a gallery file that is not there (yet, or any more) is nobody enrolled
             gallery = Gallery.open(self.source, self.pipeline, state_dir=self.state_dir,
@@ -103,7 +118,7 @@ class GalleryWatcher:
             log.exception("gallery reload failed")
             self._results.put(ReloadResult(None, f"{type(exc).__name__}: {exc}"))
             return
-        self.loaded(gallery)
+        self.loaded(gallery, before)
         last_good.remember(gallery.spec, self.state_dir)
         r = gallery.report
         log.info("gallery reloaded in %.1f s: %d people, %d images (%d new)",

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +28,15 @@ import cv2
 import numpy as np
 
 from facewatch.errors import BadInputError, GalleryError
-from facewatch.gallery.editing import Change, edit_gallery
+from facewatch.gallery.editing import (
+    Change,
+    add_person_images,
+    edit_gallery,
+    remove_person,
+    remove_person_image,
+    rename_person,
+)
+from facewatch.gallery.photos import UPLOAD_PREFIX, person_folder
 from facewatch.gallery.spec import ID_PATTERN
 from facewatch.ownership import Ownership, make_folders
 from facewatch.images import load_image
@@ -67,12 +77,20 @@ def check_person_id(person_id: str) -> str:
     return person_id
 
 
+def check_name(name: str) -> str:
+    """A display name: one line of printable text."""
+    if (not isinstance(name, str) or not name.strip() or len(name) > 200
+            or any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in name)):
+        raise BadInputError("name: one line of at most 200 characters")
+    return name
+
+
 def assign(store: LibraryStore, gallery: GalleryTarget, face_ids: Sequence[int], person_id: str,
            name: str | None = None, cluster_id: int | None = None) -> EditResult:
     """Enrol these faces as `person_id` (created, with `name`, if not in the gallery yet)."""
     check_person_id(person_id)
-    if name is not None and (not name.strip() or "\n" in name or len(name) > 200):
-        raise BadInputError("name: one line of at most 200 characters")
+    if name is not None:
+        check_name(name)
     faces = _faces(store, face_ids)
     folder = gallery.path.parent / "faces" / person_id
     copies = [_copy_crop(face, folder) for face in faces]
@@ -234,6 +252,86 @@ def regroup(store: LibraryStore, embedder: str, settings: ClusterSettings) -> Re
     return RegroupResult(len(faces), len(ids), len(every) - len(faces))
 
 
+# ---------------------------------------------------------------------------- people
+
+def add_photos(gallery: GalleryTarget, person_id: str, photos: Sequence[np.ndarray],
+               name: str | None = None, *, new: bool = False) -> list[str]:
+    """Enrol photos (RGB images, e.g. uploads) as `person_id`: each is saved as
+    `faces/<id>/upload-<n>.jpg` and listed in the person's `images`.  `new`: the person must
+    not exist yet (and is created); otherwise they must."""
+    check_person_id(person_id)
+    if name is not None:
+        check_name(name)
+    if not photos:
+        raise BadInputError("photos: give at least one photo")
+    folder = person_folder(gallery.path, person_id)
+    copies = [_write_new(folder, UPLOAD_PREFIX, encode_jpeg(p, ENROL_JPEG_QUALITY)) for p in photos]
+    entries = [_entry(gallery.path, c) for c in copies]
+    add = add_person_images(person_id, name, entries)
+
+    def change(data: dict[str, Any], text: str) -> str | None:
+        exists = _person(data, person_id) is not None
+        if new and exists:
+            raise BadInputError(f"person {person_id!r} already exists; add photos to them "
+                                f"instead")
+        if not new and not exists:
+            raise GalleryError(f"no person with id {person_id!r} in the gallery")
+        return add(data, text)
+
+    _edit(gallery, change, copies)
+    return entries
+
+
+def rename(gallery: GalleryTarget, person_id: str, name: str) -> None:
+    check_person_id(person_id)
+    edit_gallery(gallery.path, rename_person(person_id, check_name(name)), gallery.check)
+
+
+def remove_photo(store: LibraryStore | None, gallery: GalleryTarget, person_id: str,
+                 entry: str) -> None:
+    """Take one photo (its `images` item) away from a person.  One named from the library is
+    undone as `undo` does (the face shows up for review again); a copy facewatch made is
+    deleted; a photo of the user's own stays on disk."""
+    check_person_id(person_id)
+    from facewatch.gallery.photos import find_person
+
+    person = find_person(gallery.path, person_id)
+    if person is not None and len(person.photos) <= 1:
+        raise GalleryError(f"{entry!r} is {person_id!r}'s only photo; delete the person instead")
+    if store is not None:
+        action = next((a for a in store.actions(limit=1_000_000)
+                       if a.kind == "assign" and a.person_id == person_id and a.entry == entry
+                       and a.gallery.resolve() == gallery.path.resolve()), None)
+        if action is not None:
+            undo(store, gallery, action.id)
+            return
+    edit_gallery(gallery.path, remove_person_image(person_id, entry), gallery.check)
+    path = gallery.path.parent / entry
+    if path.resolve().parent == person_folder(gallery.path, person_id).resolve():
+        _remove_file(path)
+
+
+def delete_person(store: LibraryStore | None, gallery: GalleryTarget, person_id: str) -> None:
+    """Remove a person from the gallery, with the copies facewatch made for them
+    (`faces/<id>/`, "not" examples included); faces named as them from the library are
+    unnamed again.  Photos of the user's own, listed by hand, stay on disk."""
+    check_person_id(person_id)
+    edit_gallery(gallery.path, remove_person(person_id), gallery.check)
+    folder = person_folder(gallery.path, person_id)
+    if folder.is_dir() and not folder.is_symlink():
+        shutil.rmtree(folder, ignore_errors=True)
+    if store is None:
+        return
+    for action in store.actions(limit=1_000_000):
+        if action.person_id == person_id and action.gallery.resolve() == gallery.path.resolve():
+            store.mark_undone(action.id)
+    named = store.get_many(store.face_ids(FaceQuery(person_id=person_id)))
+    store.set_assigned([f.id for f in named.values() if f.assigned_to == person_id], None)
+    for cluster in store.clusters(include_dismissed=True, include_assigned=True):
+        if cluster.assigned_to == person_id:
+            store.set_cluster_state(cluster.id, assigned_to="")
+
+
 # ---------------------------------------------------------------------------- helpers
 
 def _faces(store: LibraryStore, face_ids: Sequence[int]) -> list[Face]:
@@ -256,8 +354,7 @@ def _entry(gallery: Path, image: Path) -> str:
 
 
 def _copy_crop(face: Face, folder: Path) -> Path:
-    """A new file `<folder>/<track id>-<n>.jpg` (n: the first free number, claimed atomically
-    so that two edits at once never write the same file) holding the face with a border."""
+    """A new file `<folder>/<track id>-<n>.jpg` holding the face with a border."""
     try:
         crop = load_image(face.crop)
     except BadInputError:
@@ -265,12 +362,18 @@ def _copy_crop(face: Face, folder: Path) -> Path:
     padded = cv2.copyMakeBorder(crop, ENROL_BORDER, ENROL_BORDER, ENROL_BORDER, ENROL_BORDER,
                                 cv2.BORDER_REPLICATE)
     data = encode_jpeg(np.ascontiguousarray(padded), ENROL_JPEG_QUALITY)
+    return _write_new(folder, f"{face.track_id}-", data)
+
+
+def _write_new(folder: Path, prefix: str, data: bytes) -> Path:
+    """A new file `<folder>/<prefix><n>.jpg` (n: the first free number, claimed atomically
+    so that two edits at once never write the same file)."""
     try:
         # with sudo into the service's gallery folder: the service's folders and files
         # (facewatch.ownership), so that the daemon can read what it is to enrol
         make_folders(folder)
         for n in range(1, 10_000):
-            path = folder / f"{face.track_id}-{n}.jpg"
+            path = folder / f"{prefix}{n}.jpg"
             try:
                 fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
@@ -281,7 +384,7 @@ def _copy_crop(face: Face, folder: Path) -> Path:
             return path
     except OSError as exc:
         raise GalleryError(f"{folder}: cannot copy the face there ({exc.strerror})") from None
-    raise GalleryError(f"{folder}: too many copies of track {face.track_id}")
+    raise GalleryError(f"{folder}: too many files named {prefix}<n>.jpg")
 
 
 def _edit(gallery: GalleryTarget, change: Change, copies: list[Path]) -> None:

@@ -26,6 +26,13 @@ class ProcessState(BaseModel):
     restarts: int
 
 
+class LibraryState(BaseModel):
+    enabled: bool
+    faces: int | None = None  # stored faces (None: off, or not readable)
+    groups: int | None = None  # groups of unknown faces awaiting review
+    problem: str | None = None
+
+
 class Health(BaseModel):
     status: str  # ok, or degraded when a camera or a process is not working
     version: str
@@ -33,6 +40,9 @@ class Health(BaseModel):
     cameras: list[CameraState]
     processes: list[ProcessState]
     gallery: dict[str, Any]
+    library: LibraryState
+    auth: bool  # whether requests need a token
+    models_loaded: bool  # whether this process has loaded the models yet (on first need)
 
 
 @router.get("/health", response_model=Health)
@@ -60,9 +70,25 @@ def health(request: Request) -> Health:
         gallery["problem"] = " ".join(str(exc).split())
     degraded = any(c.state != "online" for c in cameras) or \
         any(not p.alive for p in processes)
+    services = request.app.state.services
     return Health(status="degraded" if degraded else "ok", version=__version__,
                   uptime_s=round(time.time() - context.started, 1), cameras=cameras,
-                  processes=processes, gallery=gallery)
+                  processes=processes, gallery=gallery, library=_library(services),
+                  auth=request.app.state.auth.required, models_loaded=services.models_loaded)
+
+
+def _library(services: Any) -> LibraryState:
+    from facewatch.errors import FacewatchError
+
+    if not services.library_enabled:
+        return LibraryState(enabled=False)
+    try:
+        store = services.store()
+        return LibraryState(enabled=True, faces=store.count(),
+                            groups=len(store.clusters(include_dismissed=False,
+                                                      include_assigned=False)))
+    except FacewatchError as exc:
+        return LibraryState(enabled=True, problem=" ".join(str(exc).split()))
 
 
 def _processes(path: Any) -> list[ProcessState]:
