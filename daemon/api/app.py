@@ -79,8 +79,7 @@ def create_app(context: ApiContext, services: Any = None) -> FastAPI:
                   description="Faces the daemon saw, who they are, and the gallery behind it. "
                               "With a token configured, every request needs "
                               "`Authorization: Bearer <token>`.",
-                  docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None,
-                  max_body_size=int(api.max_upload_mb * 1_000_000) + FORM_OVERHEAD_BYTES)
+                  docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None)
     app.state.context = context
     app.state.auth = auth
     app.state.services = services or Services(context.config, context.control)
@@ -96,6 +95,8 @@ def create_app(context: ApiContext, services: Any = None) -> FastAPI:
     @app.get("/", include_in_schema=False)
     def _page() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    app.add_middleware(BodyLimit, max_bytes=int(api.max_upload_mb * 1_000_000) + FORM_OVERHEAD_BYTES)
 
     @app.middleware("http")
     async def _headers(request: Request, call_next: Any) -> Response:
@@ -132,3 +133,37 @@ def create_app(context: ApiContext, services: Any = None) -> FastAPI:
         return JSONResponse({"error": "internal error (see the daemon's log)"}, status_code=500)
 
     return app
+
+
+class BodyLimit:
+    """A request body over `max_bytes` is refused with 413 and the API's JSON error: at once
+    when its Content-Length says so (nothing is read), else as soon as more arrives.  (The
+    framework's own limit answers in plain text.)"""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        message = f"request body over api.max_upload_mb ({self.max_bytes / 1e6:.1f} MB)"
+        length = dict(scope.get("headers", ())).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            response = JSONResponse({"error": message}, status_code=413,
+                                    headers={"Connection": "close"})
+            await response(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Any:
+            nonlocal seen
+            got = await receive()
+            if got["type"] == "http.request":
+                seen += len(got.get("body", b""))
+                if seen > self.max_bytes:
+                    raise HTTPException(413, message)
+            return got
+
+        await self.app(scope, counted, send)
