@@ -4,13 +4,14 @@
 #   tests/run.sh                 # the whole suite (what CI runs)
 #   tests/run.sh -k gallery      # extra arguments go to pytest
 #
-# System packages (GStreamer, mosquitto, build tools) are installed with apt when missing
-# (as root, or through sudo); the Python side goes into .venv in the checkout.  The tests
+# System packages (GStreamer, mosquitto, Chromium and its driver for the review page's browser
+# tests, build tools) are installed with apt when missing (as root, or through sudo); the
+# Python side goes into .venv in the checkout.  The tests
 # read real models and data from ../shared (override with FACEWATCH_SHARED).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=($(grep -v '^#' systemd/debian-packages.txt) mosquitto systemd)
+packages=($(grep -v '^#' systemd/debian-packages.txt) mosquitto systemd chromium chromium-driver)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
