@@ -38,7 +38,8 @@ class Services:
         self._store: Any = None
         self._gallery: Any = None
         self._gallery_key: Any = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the store
+        self._models_lock = threading.Lock()  # loading takes a second or two: not under _lock
         self._gallery_lock = threading.Lock()
         self.model_load_s: float | None = None
         self.model_rss_mb: float | None = None
@@ -86,7 +87,7 @@ class Services:
     # ------------------------------------------------------------------ models
 
     def pipeline(self) -> Any:
-        with self._lock:
+        with self._models_lock:
             if self._pipeline is None:
                 from facewatch.engines.store import ModelStore
                 from facewatch.pipeline import FacePipeline

@@ -9,7 +9,7 @@ that still enrols; the inference process is then asked to reload it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import FileResponse
@@ -39,13 +39,13 @@ from facewatch.api.schemas import (
 from facewatch.api.services import check_camera
 from facewatch.library.store import FaceQuery
 
+if TYPE_CHECKING:  # the operations bring OpenCV: imported when an edit is made
+    from facewatch.library.operations import EditResult
+
 router = APIRouter(tags=["faces"])
 
 
-def edit_result(result: object) -> EditResultOut:
-    from facewatch.library.operations import EditResult
-
-    assert isinstance(result, EditResult)
+def edit_result(result: EditResult) -> EditResultOut:
     return EditResultOut(person_id=result.person_id, created_person=result.created_person,
                          edits=[edit_out(a) for a in result.actions])
 
