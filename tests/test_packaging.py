@@ -66,11 +66,13 @@ def test_every_module_and_data_file_is_in_the_wheel(wheel: tuple[Path, zipfile.Z
     expected = set()
     for folder, target in PACKAGE_DIRS.items():
         for path in (src / folder).rglob("*"):
-            if path.suffix in (".py", ".yaml", ".json") and path.is_file():
+            # .html, .js, .css: the review page (facewatch/api/static)
+            if path.suffix in (".py", ".yaml", ".json", ".html", ".js", ".css") and path.is_file():
                 expected.add(f"{target}/{path.relative_to(src / folder).as_posix()}")
     assert {"facewatch/engines/__init__.py", "facewatch/calibration/__init__.py",
             "facewatch/config/__init__.py", "facewatch/config/zz_packaging_probe.yaml",
-            "facewatch/config/zz_packaging_probe.json"} <= expected
+            "facewatch/config/zz_packaging_probe.json", "facewatch/api/static/index.html",
+            "facewatch/api/static/app.js"} <= expected
     missing = sorted(expected - names)
     assert not missing, f"not packaged (add the package to pyproject's `packages`): {missing}"
 
