@@ -53,12 +53,15 @@ class Services:
 
     @property
     def gallery_path(self) -> Path:
-        return Path(self.config.gallery)
+        """The gallery YAML (by default <state_dir>/gallery.yaml, created by the first edit)."""
+        return self.config.gallery_path
 
     @property
     def gallery_state(self) -> Path:
         """The daemon's gallery cache (as the inference process and the CLI use it)."""
-        return self.state_dir / "gallery"
+        from facewatch.config.resolve import gallery_cache_dir
+
+        return gallery_cache_dir(self.state_dir)
 
     # ------------------------------------------------------------------ library
 
@@ -147,8 +150,9 @@ class Services:
             images = list(self._gallery.entry_images) if self._gallery is not None else []
             key = fingerprint(self.gallery_path, images)
             if self._gallery is None or key != self._gallery_key:
+                # no gallery file yet: nobody enrolled, every face unknown (as in the daemon)
                 self._gallery = Gallery.open(self.gallery_path, pipeline,
-                                             state_dir=self.gallery_state)
+                                             state_dir=self.gallery_state, missing_ok=True)
                 self._gallery_key = fingerprint(self.gallery_path,
                                                 list(self._gallery.entry_images))
             return self._gallery

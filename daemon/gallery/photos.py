@@ -63,8 +63,9 @@ def source_of(gallery: Path, person_id: str, path: Path) -> Source:
 
 
 def people_photos(gallery: Path) -> list[PersonPhotos]:
-    """Everyone in the gallery with their photos; GalleryError if it does not load."""
-    spec = load_gallery_spec(gallery)
+    """Everyone in the gallery with their photos (nobody when there is no gallery file yet);
+    GalleryError if it does not load."""
+    spec = load_gallery_spec(gallery, missing_ok=True)
     raw = _raw_people(spec)
     out = []
     for person in spec.people:
@@ -84,7 +85,7 @@ def find_person(gallery: Path, person_id: str) -> PersonPhotos | None:
 
 
 def _raw_people(spec: GallerySpec) -> dict[str, dict[str, Any]]:
-    if spec.is_folder:
+    if spec.is_folder or not spec.people:
         return {}
     data = load_yaml(spec.source, GalleryError).data
     people = data.get("people") if isinstance(data, dict) else None

@@ -245,3 +245,18 @@ def test_the_page_and_the_docs_are_served(api: Api) -> None:
                  "/api/people", "/api/recognize", "/api/search", "/api/edits/{edit_id}/undo"):
         assert path in docs["paths"], path
     assert api.client.get("/api/docs").status_code == 200
+
+
+def test_without_a_gallery_file_yet(api: Api, lfw_dir: Path) -> None:
+    """A first run: nobody enrolled, every face unknown; the first edit creates the file."""
+    api.gallery.unlink()
+    assert api.get("/api/people").json()["people"] == []
+    photo = _lfw(lfw_dir, "Colin_Powell", 20)
+    answer = api.post("/api/recognize", files={"image": ("p.jpg", _jpeg(photo), "image/jpeg")})
+    assert answer.status_code == 200, answer.text
+    assert [f["identity"] for f in answer.json()["images"][0]["faces"]] == [None]
+    assert api.get("/api/health").json()["gallery"]["people"] == 0
+    created = api.post("/api/people", data={"id": "powell"},
+                       files=[("photos", ("p.jpg", _jpeg(photo), "image/jpeg"))])
+    assert created.status_code == 201, created.text
+    assert [p["id"] for p in api.doc()["people"]] == ["powell"]
