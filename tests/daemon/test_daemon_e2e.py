@@ -608,7 +608,7 @@ def check_who_is_named_by_gallery(events: list[Event]) -> None:
 # -- a config that cannot work -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("case", ["misspelt key", "missing gallery", "no models"])
+@pytest.mark.parametrize("case", ["misspelt key", "broken gallery", "no models"])
 def test_a_broken_config_exits_3_with_one_line(tmp_path: Path, models_dir: Path, shared_dir: Path,
                                                lin: dict[str, Any], case: str) -> None:
     write_yaml(tmp_path / "gallery.yaml", {"people": [lin]})
@@ -618,9 +618,12 @@ def test_a_broken_config_exits_3_with_one_line(tmp_path: Path, models_dir: Path,
     if case == "misspelt key":
         camera["fsp"] = 10
         expected = r"config\.yaml:\d+: cameras\[0\]\.fsp: unknown key 'fsp' \(did you mean 'fps'\?"
-    elif case == "missing gallery":
-        extra["gallery"] = "nobody.yaml"
-        expected = r"nobody\.yaml: no such file"
+    elif case == "broken gallery":
+        # a gallery that exists and cannot be read refuses the start (a missing one is an
+        # empty gallery: tests/test_first_run.py)
+        (tmp_path / "broken.yaml").write_text("people:\n  - id: ada\n    images: [\n")
+        extra["gallery"] = "broken.yaml"
+        expected = r"broken\.yaml:\d+: malformed YAML"
     else:
         (tmp_path / "empty").mkdir()
         extra["inference"] = {"models_dir": "empty"}
