@@ -10,6 +10,7 @@ from pathlib import Path
 import onnx
 
 from facewatch.engines import catalog
+from facewatch.engines.calibrations import OPEN_SET
 from facewatch.engines.fetch import acquire
 from facewatch.engines.files import atomic_write_bytes, sha256_file
 from facewatch.engines.manifest import (
@@ -73,6 +74,26 @@ def _build_foamliu(paths: list[Path]) -> onnx.ModelProto:
     return build_foamliu_onnx(load_state_dict(paths[0]))
 
 
+_FOAMLIU_INPUT = InputSpec(name="input", shape=["batch", 3, 112, 112], layout="NCHW", color="RGB",
+                           mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375])
+_SIRIUS_INPUT = InputSpec(name="input", shape=["batch", 3, 112, 112], layout="NCHW", color="RGB",
+                          mean=[127.5] * 3, std=[128.0] * 3)
+
+
+def _build_fused(paths: list[Path]) -> onnx.ModelProto:
+    """foamliu and sirius in one graph (engines/builders/fused.py): cosine = their mean cosine."""
+    from facewatch.engines.builders.fused import FusedPart, build_fused_onnx
+
+    def part(model: onnx.ModelProto, spec: InputSpec, output: str, size: int) -> FusedPart:
+        mean, std = spec.mean, spec.std
+        return FusedPart(model, spec.name, output, (mean[0], mean[1], mean[2]),
+                         (std[0], std[1], std[2]), size)
+
+    return build_fused_onnx([part(_build_foamliu(paths[:1]), _FOAMLIU_INPUT, "embedding", 128),
+                             part(_build_sirius(paths[1:]), _SIRIUS_INPUT, "embeddings", 192)],
+                            "mobilefacenet_fused")
+
+
 # Same-person thresholds, from `facewatch eval lfw` with each model: the similarity that only
 # 1 in 1,000 different-person LFW pairs reaches (`threshold_at_far_1e-3`).  The accuracy-
 # optimal threshold (0.274 for foamliu) is too lenient for a gallery: against 1,680 enrolled
@@ -85,17 +106,18 @@ RECIPES = (
     _mtcnn_recipe("rnet", catalog.RNET, ["batch", 3, 24, 24], ["reg", "prob"]),
     _mtcnn_recipe("onet", catalog.ONET, ["batch", 3, 48, 48], ["reg", "landmarks", "prob"]),
     _Recipe(catalog.FOAMLIU, "embedder", (catalog.FOAMLIU_PT,), _build_foamliu,
-            InputSpec(name="input", shape=["batch", 3, 112, 112], layout="NCHW", color="RGB",
-                      mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375]),
-            ["embedding"], 128,
+            _FOAMLIU_INPUT, ["embedding"], 128,
             "MobileFaceNet (Chen et al. 2018), foamliu/MobileFaceNet weights, ReLU6",
             FOAMLIU_THRESHOLD),
     _Recipe(catalog.SIRIUS, "embedder", (catalog.SIRIUS_TFLITE,), _build_sirius,
-            InputSpec(name="input", shape=["batch", 3, 112, 112], layout="NCHW", color="RGB",
-                      mean=[127.5] * 3, std=[128.0] * 3),
-            ["embeddings"], 192,
+            _SIRIUS_INPUT, ["embeddings"], 192,
             "MobileFaceNet (Chen et al. 2018), sirius-ai/MobileFaceNet_TF weights, PReLU",
             SIRIUS_THRESHOLD),
+    _Recipe(catalog.FUSED, "embedder", (catalog.FOAMLIU_PT, catalog.SIRIUS_TFLITE), _build_fused,
+            InputSpec(name="input", shape=["batch", 3, 112, 112], layout="NCHW", color="RGB"),
+            ["embedding"], 320,
+            "mobilefacenet-foamliu and mobilefacenet-sirius in one graph: each part's unit "
+            "embedding, concatenated / sqrt(2), so a cosine is the mean of the two"),
 )
 
 
@@ -104,10 +126,13 @@ def install_models(dest: Path, from_dir: Path | None = None,
     """Fetch every pinned source into dest/sources, build each ONNX model and its manifest."""
     sources_dir = dest / "sources"
     installed = []
+    acquired: dict[str, tuple[Path, str]] = {}  # a source two models share is fetched once
     for recipe in RECIPES:
         paths, how = [], []
         for pinned in recipe.sources:
-            path, obtained = acquire(pinned, sources_dir, from_dir, mirror)
+            if pinned.sha256 not in acquired:
+                acquired[pinned.sha256] = acquire(pinned, sources_dir, from_dir, mirror)
+            path, obtained = acquired[pinned.sha256]
             paths.append(path)
             how.append(obtained)
         model_path = dest / f"{recipe.name}.onnx"
@@ -118,10 +143,12 @@ def install_models(dest: Path, from_dir: Path | None = None,
             name=recipe.name, role=recipe.role, file=model_path.name, sha256=digest,
             input=recipe.input, outputs=recipe.outputs,
             embedding_output=recipe.outputs[0] if recipe.role == "embedder" else None,
-            embedding_size=recipe.embedding_size, threshold=recipe.threshold, source=origin,
+            embedding_size=recipe.embedding_size, threshold=recipe.threshold,
+            open_set=list(OPEN_SET.get(recipe.name, ())), source=origin,
             licence="; ".join(p.licence for p in recipe.sources), notes=recipe.notes)
         manifest_path = dest / f"{recipe.name}{MANIFEST_SUFFIX}"
         write_manifest(manifest_path, manifest)
         log.info("built %s (%s)", model_path, ", ".join(how))
-        installed.append(InstalledModel(recipe.name, manifest_path, digest, ", ".join(how)))
+        installed.append(InstalledModel(recipe.name, manifest_path, digest,
+                                        ", ".join(dict.fromkeys(how))))
     return installed

@@ -11,10 +11,11 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from facewatch.engines.files import sha256_file
 from facewatch.errors import IntegrityError, ModelError
+from facewatch.identity.threshold import THRESHOLD_MAX, THRESHOLD_MIN
 
 MANIFEST_SUFFIX = ".json"
 
@@ -67,6 +68,45 @@ class ConversionRecord(BaseModel):
     converter: str = Field(description="the converter and its settings, versioned")
 
 
+class OpenSetPoint(BaseModel):
+    """A threshold measured directly on LFW's open set for one gallery size and target."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    people: int = Field(gt=0, description="people enrolled (one photo each)")
+    false_rate: float = Field(gt=0, lt=1, description="stranger false-name rate (FPIR) targeted")
+    threshold: float = Field(description="mean over the draws of the threshold reaching it")
+    tpir: float = Field(ge=0, le=1, description="enrolled probes named correctly at it")
+
+
+class OpenSetCalibration(BaseModel):
+    """How often a stranger resembles an enrolled person, for choosing a threshold per gallery
+    size (facewatch.identity.threshold); measured by `facewatch eval openset`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    flip: bool = Field(description="measured with flip augmentation (the pipeline's `flip`)")
+    source: str = Field(description="what was measured, and how")
+    pair_rates: list[float] = Field(
+        min_length=2, description="fractions of (stranger, enrolled person) pairs, descending")
+    pair_thresholds: list[float] = Field(
+        min_length=2, description="the similarity each fraction of those pairs reaches, ascending")
+    measured: list[OpenSetPoint] = Field(
+        default_factory=list, description="thresholds measured directly per gallery size")
+
+    @model_validator(mode="after")
+    def _check_table(self) -> OpenSetCalibration:
+        rates, thresholds = self.pair_rates, self.pair_thresholds
+        if len(rates) != len(thresholds):
+            raise ValueError(f"pair_rates has {len(rates)} values, pair_thresholds "
+                             f"{len(thresholds)}: one threshold per rate")
+        if any(not 0 < r < 1 for r in rates) or any(a <= b for a, b in zip(rates, rates[1:])):
+            raise ValueError("pair_rates must be between 0 and 1, strictly descending")
+        if any(a >= b for a, b in zip(thresholds, thresholds[1:])):
+            raise ValueError("pair_thresholds must be strictly ascending")
+        return self
+
+
 class ModelManifest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -79,9 +119,14 @@ class ModelManifest(BaseModel):
     embedding_output: str | None = Field(None, description="output holding the embedding")
     embedding_size: int | None = Field(None, gt=0, description="length of one embedding")
     threshold: float | None = Field(
-        None, gt=0.0, lt=1.0,
+        None, gt=THRESHOLD_MIN, lt=THRESHOLD_MAX,
         description="cosine similarity at which two faces are called the same person "
-                    "(facewatch's own models: from the LFW evaluation, see README)")
+                    "(facewatch's own models: from the LFW evaluation, see README); used when "
+                    "the model has no open-set calibration")
+    open_set: list[OpenSetCalibration] = Field(
+        default_factory=list,
+        description="embedders: how the threshold should grow with the gallery, with and "
+                    "without flip (facewatch eval openset)")
     source: str = Field(description="where the weights come from (URL, commit, package)")
     licence: str = Field(description="licence of the weights and of their training data")
     notes: str = ""
@@ -95,6 +140,13 @@ class ModelManifest(BaseModel):
 
     def path(self, manifest_path: Path) -> Path:
         return (manifest_path.parent / self.file).resolve()
+
+    def open_set_for(self, flip: bool) -> OpenSetCalibration | None:
+        """The open-set calibration measured with this flip setting, else the other one (flip
+        moves thresholds by about 0.003 on facewatch's models), else None."""
+        same = [c for c in self.open_set if c.flip == flip]
+        ordered = same or list(self.open_set)
+        return ordered[0] if ordered else None
 
 
 def load_manifest(path: Path) -> ModelManifest:

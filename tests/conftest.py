@@ -1,6 +1,6 @@
 """Fixtures shared across test packages; helpers themselves live in tests/support/.
 
-The recognition fixtures use the real models and data in ../shared: `models_dir` holds the five
+The recognition fixtures use the real models and data in ../shared: `models_dir` holds the six
 models built once per run by the same `install_models` that `facewatch models fetch --from`
 runs, and `pipeline` is loaded from them exactly as the CLI and the daemon load it.
 """
@@ -84,7 +84,7 @@ def lfw_dir(shared_dir: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def models_dir(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """All five models built from the pinned files in shared/models, with their manifests."""
+    """All six models built from the pinned files in shared/models, with their manifests."""
     dest = tmp_path_factory.mktemp("models")
     install_models(dest, from_dir=shared_dir / "models")
     return dest

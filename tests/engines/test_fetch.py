@@ -32,7 +32,8 @@ SHARED_FILES = {
     "MobileFaceNet.tflite": "mobilefacenet_sirius/MobileFaceNet.tflite",
     "mobilefacenet.pt": "mobilefacenet/mobilefacenet.pt",
 }
-MODEL_NAMES = {"mtcnn-pnet", "mtcnn-rnet", "mtcnn-onet", "mobilefacenet-sirius", "mobilefacenet-foamliu"}
+MODEL_NAMES = {"mtcnn-pnet", "mtcnn-rnet", "mtcnn-onet", "mobilefacenet-sirius", "mobilefacenet-foamliu",
+               "mobilefacenet-fused"}
 
 
 def _files(root: Path) -> list[Path]:
@@ -54,7 +55,7 @@ def _corrupt(path: Path) -> None:
 
 # From a folder ------------------------------------------------------------------------
 
-def test_install_from_shared_models_builds_five_verified_models(models_dir: Path) -> None:
+def test_install_from_shared_models_builds_six_verified_models(models_dir: Path) -> None:
     manifests = sorted(models_dir.glob("*.json"))
     assert {p.stem for p in manifests} == MODEL_NAMES
     for path in manifests:
