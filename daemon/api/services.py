@@ -151,8 +151,11 @@ class Services:
             key = fingerprint(self.gallery_path, images)
             if self._gallery is None or key != self._gallery_key:
                 # no gallery file yet: nobody enrolled, every face unknown (as in the daemon)
+                recognition = self.config.recognition
                 self._gallery = Gallery.open(self.gallery_path, pipeline,
-                                             state_dir=self.gallery_state, missing_ok=True)
+                                             state_dir=self.gallery_state, missing_ok=True,
+                                             threshold=recognition.threshold,
+                                             max_false_rate=recognition.max_false_rate)
                 self._gallery_key = fingerprint(self.gallery_path,
                                                 list(self._gallery.entry_images))
             return self._gallery

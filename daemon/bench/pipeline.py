@@ -53,6 +53,8 @@ def register(bsub: argparse._SubParsersAction[argparse.ArgumentParser], common: 
     p.add_argument("--no-motion", action="store_true",
                    help="switch detection gating off (inference.motion: false): the whole frame "
                         "every frame, to compare")
+    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                   help="embed the mirrored face too (default: the daemon's)")
     p.set_defaults(handler=_bench)
 
 
@@ -173,6 +175,7 @@ def _bench(args: argparse.Namespace) -> int:
         "inference": {"min_face": args.min_face, "threads": args.threads,
                       "precision": args.precision, "motion": not args.no_motion,
                       **({"embedder": args.embedder} if args.embedder else {}),
+                      **({"flip": args.flip} if args.flip is not None else {}),
                       **({"models_dir": str(args.models)} if args.models else {})},
         "snapshots": {"enabled": False},
         "metrics": {"port": metrics_port},

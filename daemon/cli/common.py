@@ -53,6 +53,19 @@ def add_recognition_options(parser: argparse.ArgumentParser, embedder: bool = Tr
                        help="add the embedding of the mirrored face (slower, slightly more accurate)")
 
 
+def add_threshold_options(parser: argparse.ArgumentParser) -> None:
+    """--threshold and --max-false-rate, for commands that name people from a gallery."""
+    from facewatch.identity.threshold import DEFAULT_MAX_FALSE_RATE
+
+    parser.add_argument("--threshold", type=float, metavar="SIM",
+                        help="cosine similarity needed to name someone, fixed (default: the "
+                             "gallery's, else the embedder's calibration for the gallery's size)")
+    parser.add_argument("--max-false-rate", type=float, default=DEFAULT_MAX_FALSE_RATE,
+                        metavar="RATE",
+                        help=f"share of strangers that may be named, which sets the threshold "
+                             f"for the gallery's size (default: {DEFAULT_MAX_FALSE_RATE:g})")
+
+
 def add_backend_options(g: argparse._ActionsContainer) -> None:
     g.add_argument("--backend", choices=["onnxruntime", "tensorrt"], default="onnxruntime",
                    help="inference backend (default: onnxruntime; tensorrt needs an NVIDIA GPU "

@@ -5,13 +5,17 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from facewatch.cli.common import add_command, without_options
 from facewatch.cli.output import emit
 
 # What the systemd unit's ProtectHome=yes hides from the service.
 PROTECTED_HOMES = (Path("/home"), Path("/root"), Path("/run/user"))
+
+if TYPE_CHECKING:
+    from facewatch.config.daemon import DaemonConfig
+    from facewatch.identity.threshold import OperatingPoint
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser],
@@ -54,12 +58,15 @@ def _check(args: argparse.Namespace) -> int:
         warnings.append(f"gallery: {gallery['problem']}")
     if gallery["protected"]:
         warnings.append(gallery["protected"])
+    point, point_problem = _operating_point(config, config.gallery_path)
     emit(args.json, {"file": str(args.file), "valid": True, "config": public,
                      "gallery_state": gallery["state"], "gallery_problem": gallery["problem"],
-                     "warnings": warnings},
+                     "operating_point": point.as_dict() if point else None,
+                     "operating_point_problem": point_problem, "warnings": warnings},
          [f"{args.file}: valid",
           f"  cameras: {cameras}",
           f"  gallery: {shown}",
+          f"  naming:  {point.describe() if point else point_problem}",
           f"  outputs: {', '.join(described) or 'none'}",
           f"  state:   {config.state_dir}"]
          + [f"  warning: {w}" for w in warnings])
@@ -121,3 +128,31 @@ def protected_home_warning(gallery: Path, images: list[Path], config_file: Path)
 def _home_of(path: Path) -> str:
     absolute = Path(os.path.abspath(path))
     return next(str(h) for h in PROTECTED_HOMES if absolute == h or h in absolute.parents)
+
+
+def _operating_point(config: DaemonConfig, gallery_file: Path
+                     ) -> tuple[OperatingPoint | None, str | None]:
+    """The threshold the daemon would start with (everyone in the gallery enrolled), from the
+    embedder's manifest alone: no model is loaded."""
+    from facewatch.engines.store import ModelStore
+    from facewatch.errors import FacewatchError, GalleryError
+    from facewatch.gallery.spec import load_gallery_spec
+    from facewatch.identity.threshold import operating_point
+
+    try:
+        spec = load_gallery_spec(gallery_file, missing_ok=True)
+    except GalleryError:
+        return None, "decided when the gallery can be read"
+    if not spec.people:
+        return None, "decided when someone is enrolled"
+    inference, recognition = config.inference, config.recognition
+    try:
+        store = ModelStore(Path(inference.models_dir) if inference.models_dir else None)
+        manifest = store.manifest(store.resolve(inference.embedder, inference.precision))
+        point = operating_point(
+            len(spec.people), configured=recognition.threshold, gallery=spec.threshold,
+            calibration=manifest.open_set_for(inference.flip), manifest=manifest.threshold,
+            max_false_rate=recognition.max_false_rate)
+    except FacewatchError as exc:
+        return None, f"decided when the models are installed ({exc})"
+    return point, None

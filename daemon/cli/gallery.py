@@ -10,6 +10,7 @@ from facewatch.cli.common import (
     add_command,
     add_recognition_options,
     add_state_dir_option,
+    add_threshold_options,
     gallery_cache_from,
     pipeline_from,
 )
@@ -42,6 +43,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
                        help="enrol what can be enrolled and list the rest (exit 0), instead of "
                             "failing")
         add_recognition_options(g)
+        add_threshold_options(g)
         g.set_defaults(handler=handler)
 
 
@@ -51,18 +53,25 @@ def _open(args: argparse.Namespace, source: Path | None = None) -> Any:
 
     return Gallery.open(source or args.gallery, pipeline_from(args),
                         state_dir=gallery_cache_from(args), largest_face=args.largest,
-                        skip_bad=args.skip_bad)
+                        skip_bad=args.skip_bad, threshold=args.threshold,
+                        max_false_rate=args.max_false_rate)
 
 
 def _report(args: argparse.Namespace, gallery: Any, verb: str) -> int:
     r = gallery.report
-    doc = {"gallery": str(args.gallery), "threshold": gallery.threshold, **r.as_dict(),
+    point = gallery.operating_point
+    doc = {"gallery": str(args.gallery), "threshold": gallery.threshold,
+           "operating_point": point.as_dict(), **r.as_dict(),
            "people_list": [{"id": p.id, "name": p.name, "images": len(p.images),
-                            "enrolled": int((gallery.entry_person == i).sum())}
+                            "enrolled": int((gallery.entry_person == i).sum()),
+                            "not": int((gallery.not_person == i).sum())}
                            for i, p in enumerate(gallery.people)]}
+    nots = f", {r.not_images} `not:` photos" if r.not_images else ""
     lines = [f"{verb} {args.gallery}: {r.people} people, {r.enrolled}/{r.images} images enrolled "
-             f"({r.analysed} analysed, {r.reused} from cache), threshold {gallery.threshold:.3f}"]
+             f"({r.analysed} analysed, {r.reused} from cache){nots}",
+             f"  {point.describe()}"]
     lines += [f"  skipped {i}" for i in r.issues]
+    lines += [f"  left out of the template: {i}" for i in r.left_out]
     emit(args.json, doc, lines)
     # Photos that cannot be enrolled fail the command unless --skip-bad asked to skip them:
     # then they are listed above, once, and the gallery that was built is a success.

@@ -10,6 +10,7 @@ from facewatch.cli.common import (
     add_command,
     add_recognition_options,
     add_state_dir_option,
+    add_threshold_options,
     gallery_cache_from,
     pipeline_from,
 )
@@ -36,9 +37,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
         if name == "identify":
             p.add_argument("--gallery", type=Path, required=True, metavar="G",
                            help="gallery YAML file or folder-per-person directory")
-            p.add_argument("--threshold", type=float, metavar="SIM",
-                           help="cosine similarity needed to name a face "
-                                "(default: the gallery's, from the LFW evaluation)")
+            add_threshold_options(p)
             # the same choices as `gallery build`, so a gallery it accepts is accepted here
             add_state_dir_option(p)
             p.add_argument("--largest", action="store_true",
@@ -114,14 +113,14 @@ def _identify(args: argparse.Namespace) -> int:
 
     pipeline = pipeline_from(args)
     gallery = Gallery.open(args.gallery, pipeline, state_dir=gallery_cache_from(args),
-                           largest_face=args.largest, skip_bad=args.skip_bad)
+                           largest_face=args.largest, skip_bad=args.skip_bad,
+                           threshold=args.threshold, max_false_rate=args.max_false_rate)
     for issue in gallery.report.issues:
         warn(f"gallery: not enrolled: {issue}")
     if not gallery.people:
         warn(f"{args.gallery}: nobody enrolled; every face is unknown")
-    threshold = args.threshold if args.threshold is not None else gallery.threshold
 
-    return _run(args, pipeline, True, lambda a: identified_faces(a, gallery, threshold))
+    return _run(args, pipeline, True, lambda a: identified_faces(a, gallery, gallery.threshold))
 
 
 def identified_faces(a: AnalyzedFaces, gallery: Any, threshold: float) -> list[dict[str, Any]]:

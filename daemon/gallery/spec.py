@@ -10,6 +10,7 @@ Two layouts are accepted:
         name: Ada Lovelace
         metadata: {team: lab}
         images: [photos/ada1.jpg, "photos/ada/*.jpg", photos/ada_more/]
+        not: [faces/not-ada/]  # optional: faces that are NOT Ada (same forms as images)
 
 - a folder with one sub-folder per person (the folder name is the id and, with `_` as spaces,
   the name), as many face datasets are laid out.
@@ -33,27 +34,32 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from facewatch.errors import GalleryError
+from facewatch.identity.threshold import THRESHOLD_MAX, THRESHOLD_MIN
 from facewatch.printable import printable
-from facewatch.yamlfile import dotted, load_yaml
+from facewatch.yamlfile import YamlDocument, dotted, load_yaml
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$"
 
 
 class _PersonEntry(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=False)
 
     id: str = Field(pattern=ID_PATTERN, description="stable identifier, sent in events")
     name: str | None = Field(None, description="display name (default: the id)")
     metadata: dict[str, Any] = Field(default_factory=dict, description="free-form, sent in events")
     images: list[str] | str = Field(description="image files, globs or folders")
+    not_: list[str] | str = Field(
+        default_factory=list, alias="not",
+        description="image files, globs or folders of faces that are NOT this person: a face "
+                    "closer to these than to the person's own photos is not named them")
 
 
 class _GalleryFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     version: int = Field(1, ge=1, le=1)
-    threshold: float | None = Field(None, gt=0.0, lt=1.0)
+    threshold: float | None = Field(None, gt=THRESHOLD_MIN, lt=THRESHOLD_MAX)
     people: list[_PersonEntry] = Field(default_factory=list)
 
 
@@ -63,6 +69,7 @@ class PersonSpec:
     name: str
     metadata: dict[str, Any]
     images: tuple[Path, ...]
+    not_images: tuple[Path, ...] = ()  # faces that are not this person (`not:` in the YAML)
 
 
 @dataclass(frozen=True)
@@ -110,8 +117,8 @@ def _load(path: Path) -> GallerySpec:
         message = str(err["msg"])
         if err["type"] == "extra_forbidden" and loc:
             model = _PersonEntry if len(loc) > 1 else _GalleryFile
-            message = (f"unknown key {str(loc[-1])!r} (allowed: "
-                       f"{', '.join(sorted(model.model_fields))})")
+            keys = (f.alias or name for name, f in model.model_fields.items())
+            message = f"unknown key {str(loc[-1])!r} (allowed: {', '.join(sorted(keys))})"
         # A key may hold anything, a newline included: quote what is not a plain word.
         shown = dotted(tuple(p if isinstance(p, int) or re.fullmatch(r"[A-Za-z0-9_-]+", p)
                              else repr(p) for p in loc))
@@ -128,21 +135,34 @@ def _load(path: Path) -> GallerySpec:
         patterns = [entry.images] if isinstance(entry.images, str) else entry.images
         if not patterns:
             raise GalleryError(f"{where}: people[{i}].images: list at least one image")
-        images: list[Path] = []
-        for j, pattern in enumerate(patterns):
-            at = f"{doc.where(('people', i, 'images', j))}: people[{i}].images[{j}]"
-            try:
-                found = _expand(base, pattern)
-            except (OSError, RuntimeError) as exc:  # ENAMETOOLONG, ~nosuchuser, EACCES
-                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-                raise GalleryError(f"{at}: {_short(repr(pattern))} is not a usable path "
-                                   f"({reason})") from None
-            if not found:
-                raise GalleryError(f"{at}: {_short(repr(pattern))} matches no image "
-                                   f"(paths are relative to {base})")
-            images.extend(p for p in found if p not in images)
-        people.append(PersonSpec(entry.id, entry.name or entry.id, entry.metadata, tuple(images)))
+        images = _expand_all(doc, base, i, "images", patterns)
+        not_patterns = [entry.not_] if isinstance(entry.not_, str) else entry.not_
+        not_images = _expand_all(doc, base, i, "not", not_patterns)
+        both = next((p for p in not_images if p in images), None)
+        if both is not None:
+            raise GalleryError(f"{doc.where(('people', i, 'not'))}: people[{i}].not: {both} is "
+                               f"also one of {entry.id!r}'s images; a face cannot be both")
+        people.append(PersonSpec(entry.id, entry.name or entry.id, entry.metadata, tuple(images),
+                                 tuple(not_images)))
     return GallerySpec(path, tuple(people), parsed.threshold)
+
+
+def _expand_all(doc: YamlDocument, base: Path, i: int, key: str, patterns: list[str]) -> list[Path]:
+    """The images of people[i].<key>, in order, each once; GalleryError naming the entry."""
+    images: list[Path] = []
+    for j, pattern in enumerate(patterns):
+        at = f"{doc.where(('people', i, key, j))}: people[{i}].{key}[{j}]"
+        try:
+            found = _expand(base, pattern)
+        except (OSError, RuntimeError) as exc:  # ENAMETOOLONG, ~nosuchuser, EACCES
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise GalleryError(f"{at}: {_short(repr(pattern))} is not a usable path "
+                               f"({reason})") from None
+        if not found:
+            raise GalleryError(f"{at}: {_short(repr(pattern))} matches no image "
+                               f"(paths are relative to {base})")
+        images.extend(p for p in found if p not in images)
+    return images
 
 
 def _expand(base: Path, pattern: str) -> list[Path]:

@@ -20,6 +20,7 @@ from pathlib import Path
 from facewatch.errors import FacewatchError
 from facewatch.gallery import last_good
 from facewatch.gallery.gallery import Gallery
+from facewatch.identity.threshold import DEFAULT_MAX_FALSE_RATE
 from facewatch.pipeline import FacePipeline
 
 log = logging.getLogger(__name__)
@@ -60,10 +61,14 @@ class ReloadResult:
 
 
 class GalleryWatcher:
-    def __init__(self, source: Path, pipeline: FacePipeline, state_dir: Path) -> None:
+    def __init__(self, source: Path, pipeline: FacePipeline, state_dir: Path, *,
+                 threshold: float | None = None,
+                 max_false_rate: float = DEFAULT_MAX_FALSE_RATE) -> None:
         self.source = source
         self.pipeline = pipeline
         self.state_dir = state_dir
+        self.threshold = threshold  # as Gallery.open takes them
+        self.max_false_rate = max_false_rate
         self._results: queue.SimpleQueue[ReloadResult] = queue.SimpleQueue()
         self._images: list[Path] = []
         self._fingerprint: Fingerprint = ()
@@ -75,7 +80,7 @@ class GalleryWatcher:
         """Remember what the running gallery was built from.  `source_before`: the gallery
         file's fingerprint taken before it was read, so that an edit saved while the gallery
         was being built is still a change to load (an edit during a reload is not lost)."""
-        self._images = list(gallery.entry_images)
+        self._images = list(gallery.entry_images) + gallery.not_images
         source = source_fingerprint(self.source) if source_before is None else source_before
         self._fingerprint = source + _stats(self._images)
 
@@ -109,7 +114,8 @@ class GalleryWatcher:
         try:
             # a gallery file that is not there (yet, or any more) is nobody enrolled
             gallery = Gallery.open(self.source, self.pipeline, state_dir=self.state_dir,
-                                   missing_ok=True)
+                                   missing_ok=True, threshold=self.threshold,
+                                   max_false_rate=self.max_false_rate)
         except FacewatchError as exc:
             log.error("gallery not reloaded, the running one stays: %s", exc)
             self._results.put(ReloadResult(None, str(exc)))
@@ -121,6 +127,7 @@ class GalleryWatcher:
         self.loaded(gallery, before)
         last_good.remember(gallery.spec, self.state_dir)
         r = gallery.report
-        log.info("gallery reloaded in %.1f s: %d people, %d images (%d new)",
-                 time.monotonic() - started, r.people, r.enrolled, r.analysed)
+        log.info("gallery reloaded in %.1f s: %d people, %d images (%d new); %s",
+                 time.monotonic() - started, r.people, r.enrolled, r.analysed,
+                 gallery.operating_point.describe())
         self._results.put(ReloadResult(gallery, None))

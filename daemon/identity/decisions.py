@@ -109,6 +109,8 @@ class TrackIdentity:
     name: str | None
     score: float | None
     evidence: int
+    margin: float | None = None  # score minus the next nearest person's
+    nearest_id: str | None = None  # the nearest person, named or not
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,9 @@ class FinalIdentity:
     embeddings: int  # every embedding the track received
     history: tuple[LabelSpan, ...]  # every label it had, in order
     snapshot: Snapshot | None  # the best-quality face behind the last label
+    margin: float | None = None  # the last score minus the next nearest person's
+    agreement: float | None = None  # share of the views whose own nearest was that person
+    nearest_id: str | None = None  # the nearest person at the last decision, named or not
 
 
 @dataclass(frozen=True)

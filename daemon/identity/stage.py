@@ -21,9 +21,14 @@ What `update` does:
   aside; `switch_evidence` such observations in a row, resembling each other, mean the box now
   holds someone else (an ID switch in the tracker, or a cut): the evidence restarts from them.
   A single odd one (blur, a turned head) is dropped when the next resembles the track again;
+- every view is matched on its own too (one batched call per frame): its nearest person is
+  its vote, and a person's share of the votes is the views' agreement;
 - every track whose evidence changed is matched against the gallery in one batched call, and
   once a track has `min_evidence` embeddings it gets a label: named at the gallery's threshold
-  (enter), kept down to enter - `exit_margin` (exit), unknown otherwise;
+  (enter; the gallery's operating point, see facewatch.identity.threshold) when the person
+  also leads the next by `min_margin` and has `min_agreement` of the votes, kept down to
+  enter - `exit_margin` (exit), unknown otherwise; a person vetoed by the gallery's `not:`
+  photos is never the nearest;
 - the first label is a `Recognized` or `Unknown` decision, every later change a `Changed`;
   a new person in the box is always a `Changed` with reason "appearance", even when they get
   the same label as the one before (unknown after unknown, or the same name again), so that
@@ -63,12 +68,20 @@ from facewatch.tracking.tracker import TrackState, TrackUpdate
 
 @dataclass(frozen=True)
 class IdentitySettings:
-    # Similarity needed to name someone (enter threshold); None: the gallery's own threshold.
-    threshold: float | None = None
+    # The similarity that names someone is the matcher's (the gallery's operating point,
+    # facewatch.identity.threshold); these settings say what else a track needs.
     # Embeddings a track needs before any label (named or unknown).
     min_evidence: int = 2
     # A name is dropped below the gallery's threshold minus this.
     exit_margin: float = 0.05
+    # A name is only given when its person leads the next nearest by this much.
+    min_margin: float = 0.0
+    # ... and is the nearest person of at least this (quality-weighted) share of the views.
+    min_agreement: float = 0.0
+    # A track whose score is within this of the threshold asks for an embedding of every
+    # frame, until it has `borderline_views` (0 disables): its mean is then less noisy.
+    borderline: float = 0.05
+    borderline_views: int = 12
     # Floor of an embedding's weight (its quality otherwise), so zero-quality faces count.
     min_weight: float = 0.05
     # An embedding less similar than this to its track's evidence may be someone else.  Same
@@ -78,12 +91,20 @@ class IdentitySettings:
     switch_evidence: int = 2
 
     def __post_init__(self) -> None:
-        if self.threshold is not None and not -1.0 < self.threshold <= 1.0:
-            raise ConfigError(f"identity: threshold must be in (-1, 1], got {self.threshold}")
         if self.min_evidence < 1:
             raise ConfigError(f"identity: min_evidence must be >= 1, got {self.min_evidence}")
         if not 0.0 <= self.exit_margin < 1.0:
             raise ConfigError(f"identity: exit_margin must be in [0, 1), got {self.exit_margin}")
+        if not 0.0 <= self.min_margin < 1.0:
+            raise ConfigError(f"identity: min_margin must be in [0, 1), got {self.min_margin}")
+        if not 0.0 <= self.min_agreement <= 1.0:
+            raise ConfigError(f"identity: min_agreement must be in [0, 1], got "
+                              f"{self.min_agreement}")
+        if not 0.0 <= self.borderline < 1.0:
+            raise ConfigError(f"identity: borderline must be in [0, 1), got {self.borderline}")
+        if self.borderline_views < 0:
+            raise ConfigError(f"identity: borderline_views must be >= 0, got "
+                              f"{self.borderline_views}")
         if not 0.0 < self.min_weight <= 1.0:
             raise ConfigError(f"identity: min_weight must be in (0, 1], got {self.min_weight}")
         if not -1.0 <= self.switch_below <= 1.0:
@@ -111,6 +132,8 @@ class _Track:
         self.challenger: Evidence | None = None
         self.label: Label | None = None
         self.score: float | None = None
+        self.margin: float | None = None
+        self.agreement: float | None = None
         self.nearest_id: str | None = None
         self.embeddings = 0
         self.first_ts = ts
@@ -146,8 +169,6 @@ class IdentityStage:
 
     @property
     def enter_threshold(self) -> float:
-        if self.settings.threshold is not None:
-            return self.settings.threshold
         return float(self._matcher.threshold)
 
     @property
@@ -158,8 +179,12 @@ class IdentityStage:
                ) -> IdentityUpdate:
         ts = tracks.capture_ts
         regallery, self._regallery = self._regallery, False
-        for obs in observations:
-            self._observe(obs, ts)
+        votes: list[Nearest] = []
+        if observations:  # each view's own nearest person, for the views' agreement
+            votes = self._matcher.nearest(np.stack([np.asarray(o.embedding, np.float32)
+                                                    .reshape(-1) for o in observations]))
+        for obs, vote in zip(observations, votes, strict=True):
+            self._observe(obs, ts, vote.person_id)
         if regallery:
             for track in self._tracks.values():
                 track.dirty = True
@@ -171,7 +196,7 @@ class IdentityStage:
 
     # ------------------------------------------------------------------------------------
 
-    def _observe(self, obs: Observation, ts: float) -> None:
+    def _observe(self, obs: Observation, ts: float, vote: str | None) -> None:
         s = self.settings
         emb = np.asarray(obs.embedding, np.float32).reshape(-1)
         t = self._tracks.get(obs.track_id)
@@ -188,14 +213,14 @@ class IdentityStage:
                 ch = None  # the held-aside faces do not agree with each other either
             if ch is None:
                 ch = t.challenger = Evidence(t.dim)
-            ch.add(emb, weight, float(obs.quality), obs.crop, ts)
+            ch.add(emb, weight, float(obs.quality), obs.crop, ts, vote)
             if ch.count >= s.switch_evidence:
                 t.main, t.challenger = ch, None
                 t.switched = True
                 t.dirty = True
             return
         t.challenger = None
-        main.add(emb, weight, float(obs.quality), obs.crop, ts)
+        main.add(emb, weight, float(obs.quality), obs.crop, ts, vote)
         t.dirty = True
 
     def _decide(self, ts: float, default_reason: ChangeReason) -> list[Decision]:
@@ -210,9 +235,12 @@ class IdentityStage:
         out: list[Decision] = []
         for t, nearest in zip(ready, found, strict=True):
             switched, t.switched = t.switched, False
-            label = decide(t.label, nearest, enter, exit_)
+            agreement = t.main.agreement(nearest.person_id)
+            label = decide(t.label, nearest, enter, exit_, s.min_margin, agreement,
+                           s.min_agreement)
             previous = t.label
             t.score, t.nearest_id = nearest.similarity, nearest.person_id
+            t.margin, t.agreement = nearest.margin, agreement
             if label == previous and not (switched and previous is not None):
                 continue
             t.label = label
@@ -253,18 +281,25 @@ class IdentityStage:
                 continue
             label = t.label
             out.append(TrackIdentity(t.id, t.status(), label.person_id if label else None,
-                                     label.name if label else None, t.score, t.main.count))
+                                     label.name if label else None, t.score, t.main.count,
+                                     t.margin, t.nearest_id))
         return tuple(out)
 
     def _wants(self, track_id: int) -> bool:
         t = self._tracks.get(track_id)
         if t is None:
             return True
-        return t.challenger is not None or t.main.count < self.settings.min_evidence
+        s = self.settings
+        if t.challenger is not None or t.main.count < s.min_evidence:
+            return True
+        # Near the threshold, one more view can decide either way: ask for views (up to
+        # `borderline_views`), which moves the mean towards the face's true likeness.
+        return (t.score is not None and t.main.count < s.borderline_views
+                and abs(t.score - self.enter_threshold) < s.borderline)
 
     def _final(self, t: _Track, first_ts: float, last_ts: float) -> FinalIdentity:
         label = t.label
         return FinalIdentity(
             t.id, first_ts, last_ts, t.status(), label.person_id if label else None,
             label.name if label else None, t.score, t.main.count, t.embeddings,
-            tuple(t.history), t.main.snapshot)
+            tuple(t.history), t.main.snapshot, t.margin, t.agreement, t.nearest_id)

@@ -61,8 +61,7 @@ def analysis_settings(config: DaemonConfig) -> AnalysisSettings:
     return AnalysisSettings(
         tracker=stages.tracker_settings(config.tracking),
         policy=stages.embed_policy_settings(config.tracking),
-        identity=IdentitySettings(threshold=r.threshold, min_evidence=r.min_evidence,
-                                  exit_margin=r.exit_margin))
+        identity=IdentitySettings(min_evidence=r.min_evidence, exit_margin=r.exit_margin))
 
 
 def gallery_state_dir(config: DaemonConfig) -> Path:
@@ -92,7 +91,11 @@ class InferenceLoop:
         self.gallery = self._open_gallery()
         for issue in self.gallery.report.issues:
             log.error("gallery: not enrolled: %s", issue)
-        self.watcher = GalleryWatcher(config.gallery_path, self.pipeline, gallery_state_dir(config))
+        log.info("gallery: %s", self.gallery.operating_point.describe())
+        recognition = config.recognition
+        self.watcher = GalleryWatcher(config.gallery_path, self.pipeline, gallery_state_dir(config),
+                                      threshold=recognition.threshold,
+                                      max_false_rate=recognition.max_false_rate)
         self.watcher.loaded(self.gallery)
         snapshots = None
         if config.snapshots.enabled and config.snapshots.dir is not None:
@@ -127,10 +130,12 @@ class InferenceLoop:
         """The gallery file's people; if the file is broken now (the daemon checked it at start,
         so it broke since), the last gallery that loaded, so nobody is forgotten."""
         source, state = self.config.gallery_path, gallery_state_dir(self.config)
+        # a fixed threshold, or the target the gallery's operating point is chosen for
+        fixed, target = self.config.recognition.threshold, self.config.recognition.max_false_rate
         try:
             # no gallery file yet is normal: nobody is named until someone is enrolled
             gallery = Gallery.open(source, self.pipeline, state_dir=state, skip_bad=True,
-                                   missing_ok=True)
+                                   missing_ok=True, threshold=fixed, max_false_rate=target)
         except FacewatchError as exc:
             self.metrics.gallery_reloads.labels("error").inc()
             spec = last_good.recall(state)
@@ -138,7 +143,8 @@ class InferenceLoop:
                 raise
             log.error("gallery not loaded, the last one that loaded is used until it is "
                       "fixed: %s", exc)
-            return Gallery.build(spec, self.pipeline, state, skip_bad=True)
+            return Gallery.build(spec, self.pipeline, state, skip_bad=True, threshold=fixed,
+                                 max_false_rate=target)
         last_good.remember(gallery.spec, state)
         return gallery
 

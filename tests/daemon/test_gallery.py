@@ -65,7 +65,7 @@ def _yaml(tmp_path: Path, text: str, name: str = "gallery.yaml") -> Path:
     # an unknown key
     (("people:\n  - id: obama\n    images: [{obama}]\n  - id: biden\n    nickname: Joe\n"
       "    images: [{obama}]\n"),
-     5, "people[1].nickname", "unknown key 'nickname' (allowed: id, images, metadata, name)"),
+     5, "people[1].nickname", "unknown key 'nickname' (allowed: id, images, metadata, name, not)"),
     # the same id twice
     (("# two entries\npeople:\n  - id: obama\n    images: [{obama}]\n\n  - id: obama\n"
       "    images: [{obama}]\n"),

@@ -317,12 +317,67 @@ def test_gallery_matcher_uses_identify_and_names() -> None:
     assert IdentityStage(FakeGallery()).enter_threshold == 0.37  # a gallery is accepted as is
 
 
-def test_a_configured_threshold_overrides_the_gallery_s() -> None:
-    stage = IdentityStage(gallery(0.4, a=A), IdentitySettings(threshold=0.3, exit_margin=0.1))
+def test_the_threshold_is_the_matchers_operating_point() -> None:
+    """No second threshold in the stage: a fixed one goes to the gallery's operating point
+    (facewatch.identity.threshold), whose result the matcher carries."""
+    stage = IdentityStage(gallery(0.3, a=A), IdentitySettings(exit_margin=0.1))
     assert stage.enter_threshold == 0.3 and stage.exit_threshold == pytest.approx(0.2)
     feed = Feed(stage)
     feed(ob(face(A, 0.35, 10)))
     assert isinstance(feed(ob(face(A, 0.35, 10))).decisions[0], Recognized)
+    assert not hasattr(IdentitySettings(), "threshold")
+
+
+def test_a_not_example_vetoes_its_person_and_the_next_nearest_may_be_named() -> None:
+    stranger = face(A, 0.5, 10)  # resembles a at 0.5
+    not_a = face(A, 0.5, 10)  # the same stranger, marked "not a"
+    plain = IdentityStage(gallery(0.4, a=A, b=B))
+    feed = Feed(plain)
+    feed(ob(stranger))
+    assert ident(feed(ob(stranger))).person_id == "a"  # named a without the `not:` photo
+    vetoed = IdentityStage(VectorMatcher({"a": ("A", A), "b": ("B", B)}, 0.4, {"a": not_a[None]}))
+    feed = Feed(vetoed)
+    feed(ob(stranger))
+    u = feed(ob(stranger))
+    assert ident(u).status == "unknown" and ident(u).nearest_id == "b"
+    assert isinstance(u.decisions[0], Unknown) and u.decisions[0].nearest_id == "b"
+    # a's own face is still named a: it is closer to a than to the stranger
+    feed = Feed(IdentityStage(VectorMatcher({"a": ("A", A)}, 0.4, {"a": not_a[None]})))
+    feed(ob(face(A, 0.8, 11)))
+    assert ident(feed(ob(face(A, 0.8, 11)))).person_id == "a"
+
+
+def test_margin_and_agreement_rules() -> None:
+    ab = A + B + 0.02 * A
+    close_call = ab / np.linalg.norm(ab)  # a hair nearer a than b: margin 0.014
+    for settings, expected in [(IdentitySettings(), "a"), (IdentitySettings(min_margin=0.05), None)]:
+        feed = Feed(IdentityStage(gallery(0.4, a=A, b=B), settings))
+        feed(ob(close_call))
+        u = feed(ob(close_call))
+        assert ident(u).person_id == expected, settings
+        assert ident(u).margin == pytest.approx(float(close_call @ A - close_call @ B), abs=1e-5)
+    # two views: one nearest a, one nearest c; their mean is nearest a (0.53 against 0.42),
+    # with half the votes
+    for min_agreement, expected in [(0.0, "a"), (0.5, "a"), (0.9, None)]:
+        feed = Feed(IdentityStage(gallery(0.4, a=A, c=C), IdentitySettings(
+            min_agreement=min_agreement, switch_evidence=0)))
+        feed(ob(face(A, 0.75, 10)))
+        u = feed(ob(face(C, 0.6, 13)))
+        assert ident(u).person_id == expected, (min_agreement, ident(u))
+
+
+def test_a_track_near_the_threshold_asks_for_more_views() -> None:
+    feed = Feed(IdentityStage(gallery(0.4, a=A), IdentitySettings(borderline_views=4)))
+    feed(ob(face(A, 0.42, 10)))
+    u = feed(ob(face(A, 0.42, 10)))
+    assert ident(u).person_id == "a" and u.wants_evidence == (1,)  # 0.42: within 0.05 of 0.4
+    u = feed(ob(face(A, 0.42, 10)))
+    assert u.wants_evidence == (1,)
+    u = feed(ob(face(A, 0.42, 10)))
+    assert u.wants_evidence == ()  # four views: enough
+    feed = Feed(IdentityStage(gallery(0.4, a=A)))
+    feed(ob(face(A, 0.7, 10)))
+    assert feed(ob(face(A, 0.7, 10))).wants_evidence == ()  # clearly decided: nothing asked
 
 
 def test_settings_are_checked() -> None:
@@ -330,6 +385,12 @@ def test_settings_are_checked() -> None:
         IdentitySettings(min_evidence=0)
     with pytest.raises(ConfigError, match="min_weight"):
         IdentitySettings(min_weight=0.0)
+    with pytest.raises(ConfigError, match="min_margin"):
+        IdentitySettings(min_margin=-0.1)
+    with pytest.raises(ConfigError, match="min_agreement"):
+        IdentitySettings(min_agreement=1.5)
+    with pytest.raises(ConfigError, match="borderline_views"):
+        IdentitySettings(borderline_views=-1)
 
 
 # --- end to end: the Hamilton clip --------------------------------------------------------

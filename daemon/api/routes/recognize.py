@@ -1,6 +1,6 @@
 """POST /api/recognize: name the faces of an uploaded photo against the daemon's gallery, with
 the same JSON as `facewatch identify --json` (one image), at the daemon's naming threshold
-(`recognition.threshold`, else the gallery's)."""
+(the gallery's operating point: facewatch.identity.threshold)."""
 
 from __future__ import annotations
 
@@ -30,9 +30,7 @@ async def recognize(request: Request,
         pipeline = svc.pipeline()
         gallery = svc.gallery()
         analyzed = pipeline.analyze([photo])[0]
-        threshold = svc.config.recognition.threshold
-        faces = identified_faces(analyzed, gallery,
-                                 gallery.threshold if threshold is None else threshold)
+        faces = identified_faces(analyzed, gallery, gallery.threshold)
         return {"images": [{"path": name, "faces": faces}]}
 
     return await run_in_threadpool(run)
