@@ -9,7 +9,7 @@ from pydantic import Field, model_validator
 from facewatch.config.base import ConfigPath, Section, located_error, stage_checked
 from facewatch.detection.settings import GateSettings
 from facewatch.engines.backends.base import BackendName, BackendOptions, Precision
-from facewatch.engines.catalog import DEFAULT_EMBEDDER
+from facewatch.engines.catalog import DEFAULT_EMBEDDER, DEFAULT_FLIP
 from facewatch.inference.batcher import BatchSettings
 
 _G = GateSettings
@@ -43,7 +43,8 @@ class InferenceConfig(Section):
         default=DEFAULT_EMBEDDER, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
         description="Embedder model name in models_dir; the gallery must be built with the same one.")
     flip: bool = Field(
-        default=False, description="Also embed the mirrored face and average (twice the embedding cost).")
+        default=DEFAULT_FLIP,
+        description="Also embed the mirrored face and average (twice the embedding cost).")
     min_face: float = Field(
         default=_G.min_face,
         description="Smallest face side to detect, in pixels of the analysed frame; smaller is "

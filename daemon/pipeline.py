@@ -25,7 +25,7 @@ from facewatch.engines.store import ModelStore
 @dataclass(frozen=True)
 class PipelineSettings:
     embedder: str = catalog.DEFAULT_EMBEDDER
-    flip: bool = False  # flip augmentation doubles embedding cost; see README for its LFW gain
+    flip: bool = catalog.DEFAULT_FLIP  # also embed the mirrored face: 2x embedding cost
     detector: MtcnnSettings = field(default_factory=MtcnnSettings)
     backend: BackendOptions = field(default_factory=BackendOptions)
     # (width, height) of the camera frames this pipeline will analyse, where known (the

@@ -74,7 +74,9 @@ MTCNN_NAMES = {"pnet": "mtcnn-pnet", "rnet": "mtcnn-rnet", "onet": "mtcnn-onet"}
 SIRIUS = "mobilefacenet-sirius"
 FOAMLIU = "mobilefacenet-foamliu"
 FUSED = "mobilefacenet-fused"  # foamliu and sirius in one graph (engines/builders/fused.py)
-# foamliu's measured best with facewatch's own detection and alignment: LFW 99.53 % vs
-# sirius 99.37 %, VAL@FAR=1e-3 99.03 % vs 98.47 %, and about twice as fast.  README,
-# "Choosing the embedder", has the figures and the one place sirius does better.
-DEFAULT_EMBEDDER = FOAMLIU
+# The two fused, with flip: the best on LFW's open set at every gallery size and the only
+# choice that names Barack Obama on the Hamilton clip while keeping strangers at the calibrated
+# rate; README, "Choosing the embedder", has the figures (`facewatch eval openset`, `eval
+# video`, `bench pipeline`).
+DEFAULT_EMBEDDER = FUSED
+DEFAULT_FLIP = True

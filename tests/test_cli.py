@@ -110,7 +110,7 @@ def test_embed(env: dict[str, str], examples: Path, pipeline: FacePipeline) -> N
     doc = run_json(["embed", "--min-face", "20", str(examples / "obama2.jpg")], env)
     [face] = doc["images"][0]["faces"]
     _check_face(face)
-    vector = _numbers(face["embedding"], (128,))  # the default embedder, foamliu's
+    vector = _numbers(face["embedding"], (320,))  # the default embedder: foamliu + sirius, fused
     assert abs(np.linalg.norm(vector) - 1) < 1e-4
     expected = pipeline.analyze([load_image(examples / "obama2.jpg")])[0].embeddings
     assert expected is not None and float(vector @ expected[0]) > 0.9999
@@ -308,7 +308,7 @@ def test_bench_json(env: dict[str, str], shared_dir: Path, examples: Path) -> No
     assert still["faces_found"] == 0 and still["core_percent_at_fps"] >= 0
     embed = run_json(["bench", "embed", "--source", str(examples / "obama2.jpg"), "--seconds", "0.2",
                       "--batch", "2"], env)
-    assert embed["batch"] == 2 and embed["faces"] >= 2 and embed["embedder"] == "mobilefacenet-foamliu"
+    assert embed["batch"] == 2 and embed["faces"] >= 2 and embed["embedder"] == "mobilefacenet-fused"
 
 
 def test_eval_json(env: dict[str, str], lfw_dir: Path, tmp_path: Path) -> None:

@@ -49,8 +49,10 @@ def add_recognition_options(parser: argparse.ArgumentParser, embedder: bool = Tr
     if embedder:
         g.add_argument("--embedder", default=catalog.DEFAULT_EMBEDDER, metavar="NAME",
                        help=f"embedder model name (default: {catalog.DEFAULT_EMBEDDER})")
-        g.add_argument("--flip", action="store_true",
-                       help="add the embedding of the mirrored face (slower, slightly more accurate)")
+        g.add_argument("--flip", action=argparse.BooleanOptionalAction,
+                       default=catalog.DEFAULT_FLIP,
+                       help=f"add the embedding of the mirrored face (2x the embedding cost; "
+                            f"default: {'on' if catalog.DEFAULT_FLIP else 'off'})")
 
 
 def add_threshold_options(parser: argparse.ArgumentParser) -> None:
@@ -96,7 +98,7 @@ def settings_from(args: argparse.Namespace) -> PipelineSettings:
         raise BadInputError(f"--min-face {args.min_face}: must be at least 12 pixels")
     return PipelineSettings(
         embedder=getattr(args, "embedder", catalog.DEFAULT_EMBEDDER),
-        flip=getattr(args, "flip", False),
+        flip=getattr(args, "flip", catalog.DEFAULT_FLIP),
         detector=MtcnnSettings(min_face=args.min_face, scale_factor=args.scale_factor),
         backend=backend_from(args),
     )

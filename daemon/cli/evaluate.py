@@ -104,7 +104,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     vid.add_argument("--fps", type=float, default=10.0,
                      help="frames analysed per second of video, as a camera's fps (default: 10)")
     vid.add_argument("--state-dir", type=Path, metavar="DIR",
-                     help="where the gallery's cache lives (default: beside the gallery)")
+                     help="where the gallery's cache lives (default: beside the gallery; with "
+                          "--lfw alone, the per-user cache folder)")
     vid.add_argument("--min-margin", type=float, default=None, metavar="SIM",
                      help="also require this lead over the next nearest person (default: the "
                           "daemon's)")
@@ -386,7 +387,8 @@ def _video(args: argparse.Namespace) -> int:
     if args.lfw is not None:
         from facewatch.evaluation.video import gallery_with_lfw
 
-        state_dir = state_dir or default_state_dir(args.lfw.parent / "lfw-gallery.yaml")
+        # beside the user's gallery, else in the per-user cache (never inside the LFW copy)
+        state_dir = state_dir or platformdirs.user_cache_path("facewatch") / "eval-video"
         source = gallery_with_lfw(args.gallery, args.lfw, args.lfw_people, state_dir)
     pipeline = pipeline_from(args)
     # LFW photos may show someone behind the subject: enrol the largest face of those

@@ -395,8 +395,7 @@ def check(expectations: list[Expectation], tracks: list[TrackReport]) -> list[Ex
         stray = [t for t in named if t.named - expected]
         out.append(ExpectationResult(
             Expectation(_OTHERS), not stray,
-            f"nobody else named: {_names(stray)}" if stray else
-            "nobody but the expected named"))
+            _names(stray) if stray else "nobody but the expected named"))
     return out
 
 

@@ -71,14 +71,12 @@ OUTAGE_S = 60.0  # the issue's broker outage
 ENGINE_RESTART_BOUND_S = 3.0  # the issue's bound, from SIGKILL to frames analysed again
 NO_FRAME_TIMEOUT_S = 3.0
 
-# Why 0.25 and not the embedder's default: see test_daemon_e2e.py (GALLERY_HEADER).
-THRESHOLD = 0.25
 OUTBOX_PENDING = "facewatch_outbox_pending"
 ANALYSED = "facewatch_frames_analysed_total"
 
 
-def person(gallery_id: str, name: str, image: Path) -> dict[str, Any]:
-    return {"id": gallery_id, "name": name, "images": [str(image)]}
+def person(gallery_id: str, name: str, *images: Path) -> dict[str, Any]:
+    return {"id": gallery_id, "name": name, "images": [str(image) for image in images]}
 
 
 def recognized_on(camera: str, after_ts: float = 0.0) -> Predicate:
@@ -181,7 +179,7 @@ def clip(shared_dir: Path) -> Path:
 @pytest.fixture(scope="module")
 def people(examples: Path) -> list[dict[str, Any]]:
     return [person("lin", "Lin-Manuel Miranda", examples / "lin-manuel-miranda.png"),
-            person("obama", "Barack Obama", examples / "obama.jpg")]
+            person("obama", "Barack Obama", examples / "obama.jpg", examples / "obama2.jpg")]
 
 
 @pytest.fixture(scope="module")
@@ -190,7 +188,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory, models_dir: Path, clip: Path,
     if not mosquitto_available():
         pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
     tmp = tmp_path_factory.mktemp("faults")
-    gallery = write_yaml(tmp / "gallery.yaml", {"threshold": THRESHOLD, "people": people})
+    gallery = write_yaml(tmp / "gallery.yaml", {"people": people})
     with ExitStack() as stack:
         broker = Mosquitto(tmp / "mosquitto", persistence=True)
         stack.callback(broker.stop)
@@ -631,7 +629,7 @@ def test_a_lossless_file_loses_no_frame_when_inference_is_killed(
         tmp_path: Path, models_dir: Path, clip: Path, people: list[dict[str, Any]]) -> None:
     """`realtime: false` promises every frame analysed.  The inference process is killed in the middle of
     the file; the new one carries on from the first frame the dead one had not finished."""
-    write_yaml(tmp_path / "gallery.yaml", {"threshold": THRESHOLD, "people": people})
+    write_yaml(tmp_path / "gallery.yaml", {"people": people})
     metrics_port = free_port()
     config = write_yaml(tmp_path / "config.yaml", {
         "cameras": [{"name": "file", "url": str(clip), "fps": None, "realtime": False}],

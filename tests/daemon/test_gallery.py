@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facewatch.engines.install import FOAMLIU_THRESHOLD
 from facewatch.engines.store import ModelStore
 from facewatch.errors import GalleryError
 from facewatch.gallery.editing import (
@@ -159,7 +158,8 @@ def test_folder_gallery_builds_then_reuses_its_cache(built: tuple[Path, Gallery]
     state, first = built
     assert (first.report.people, first.report.images, first.report.enrolled) == (5, 9, 9)
     assert (first.report.analysed, first.report.reused, first.report.issues) == (9, 0, ())
-    assert first.threshold == FOAMLIU_THRESHOLD  # the spec sets none: the embedder's manifest
+    # the spec sets none: the embedder's calibration, for five people
+    assert first.operating_point.source == "calibration" and first.operating_point.people == 5
     again = Gallery.open(knn / "train", pipeline, state_dir=state)
     assert (again.report.analysed, again.report.reused, again.report.enrolled) == (0, 9, 9)
     np.testing.assert_array_equal(again.index.embeddings, first.index.embeddings)
@@ -280,7 +280,7 @@ def test_someone_not_enrolled_is_unknown(tmp_path: Path, knn: Path, state: Path,
     assert gallery.report.analysed == 0 and len(gallery.people) == 4
     [(person, nearest, similarity)] = _identify(gallery, pipeline, knn / "test" / "alex_lacamoire1.jpg")
     assert person is None and nearest in TRAIN_PEOPLE
-    assert similarity < gallery.threshold - 0.05  # measured 0.23 against 0.307 (nearest: obama)
+    assert similarity < gallery.threshold - 0.05  # measured 0.23 against 0.307 (foamliu)
     assert [m[0] for m in _identify(gallery, pipeline, knn / "test" / "obama1.jpg")] == ["obama"]
 
 

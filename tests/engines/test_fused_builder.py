@@ -33,3 +33,15 @@ def test_fused_is_the_parts_unit_embeddings_side_by_side(models_dir: Path, examp
     # so a fused cosine is the mean of the two models' cosines
     a, b = out[catalog.FOAMLIU], out[catalog.SIRIUS]
     np.testing.assert_allclose(fused @ fused.T, ((a @ a.T) + (b @ b.T)) / 2, atol=5e-5)
+
+
+def test_embedder_manifests_carry_their_open_set_calibration(models_dir: Path) -> None:
+    store = ModelStore(models_dir)
+    flips = {catalog.FUSED: {False, True}, catalog.FOAMLIU: {False}}
+    for name, measured_with in flips.items():
+        manifest = store.manifest(name)
+        assert {c.flip for c in manifest.open_set} == measured_with, name
+        assert manifest.open_set_for(True) is not None  # the nearest one stands in
+        for calibration in manifest.open_set:
+            assert len(calibration.measured) == 6  # 10, 100, 1,000 people at 1 % and 0.1 %
+    assert store.manifest(catalog.FUSED).input.mean == [0.0, 0.0, 0.0]

@@ -13,6 +13,7 @@ import pytest
 from facewatch.errors import GalleryError
 from facewatch.gallery.gallery import Gallery
 from facewatch.gallery.spec import load_gallery_spec
+from facewatch.identity.threshold import threshold_for
 from facewatch.pipeline import FacePipeline
 
 
@@ -102,3 +103,31 @@ def test_a_person_is_matched_through_the_mean_of_their_photos_less_an_odd_one(
     biden = _embedding(g, pipeline, portraits["biden2"])
     assert g.identify(biden[None])[0].person_id is None
     assert g.identify(_embedding(g, pipeline, portraits["obama2"])[None])[0].person_id == "obama"
+
+
+def test_the_threshold_follows_the_number_of_people_enrolled(
+        tmp_path: Path, pipeline: FacePipeline, portraits: dict[str, Path]) -> None:
+    assert pipeline.embedder is not None
+    calibration = pipeline.embedder.manifest.open_set_for(pipeline.embedder.flip)
+    assert calibration is not None, "facewatch's embedders ship an open-set calibration"
+    people = ["obama", "lin", "alex"]
+    thresholds = []
+    for n in (1, 3):
+        lines = ["people:"] + [f"  - id: {p}\n    images: [{portraits[p]}]" for p in people[:n]]
+        g = Gallery.open(_gallery(tmp_path, "\n".join(lines) + "\n"), pipeline,
+                         state_dir=tmp_path / "s")
+        assert g.operating_point.source == "calibration" and g.operating_point.people == n
+        assert g.threshold == pytest.approx(threshold_for(calibration, n, 0.01))
+        thresholds.append(g.threshold)
+        strict = Gallery.open(_gallery(tmp_path, "\n".join(lines) + "\n"), pipeline,
+                              state_dir=tmp_path / "s", max_false_rate=0.001)
+        assert strict.threshold > g.threshold
+    assert thresholds[1] > thresholds[0]
+    fixed = Gallery.open(_gallery(tmp_path, f"threshold: 0.33\npeople:\n  - id: obama\n"
+                                            f"    images: [{portraits['obama']}]\n"),
+                         pipeline, state_dir=tmp_path / "s")
+    assert (fixed.threshold, fixed.operating_point.source) == (0.33, "gallery")
+    config = Gallery.open(_gallery(tmp_path, f"threshold: 0.33\npeople:\n  - id: obama\n"
+                                             f"    images: [{portraits['obama']}]\n"),
+                          pipeline, state_dir=tmp_path / "s", threshold=0.35)
+    assert (config.threshold, config.operating_point.source) == (0.35, "config")
