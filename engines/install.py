@@ -100,6 +100,10 @@ def _build_fused(paths: list[Path]) -> onnx.ModelProto:
 # LFW people it let 99 % of strangers match someone (`facewatch eval identify`).
 FOAMLIU_THRESHOLD = 0.307
 SIRIUS_THRESHOLD = 0.412
+# The same point for the fused model, measured with flip (its default): 0.346.  Naming uses
+# the open-set calibration (engines/calibrations.py); this one is for what compares two faces
+# (the face library's grouping, search's floor).
+FUSED_THRESHOLD = 0.346
 
 RECIPES = (
     _mtcnn_recipe("pnet", catalog.PNET, ["batch", 3, "height", "width"], ["reg", "prob"]),
@@ -117,7 +121,8 @@ RECIPES = (
             InputSpec(name="input", shape=["batch", 3, 112, 112], layout="NCHW", color="RGB"),
             ["embedding"], 320,
             "mobilefacenet-foamliu and mobilefacenet-sirius in one graph: each part's unit "
-            "embedding, concatenated / sqrt(2), so a cosine is the mean of the two"),
+            "embedding, concatenated / sqrt(2), so a cosine is the mean of the two",
+            FUSED_THRESHOLD),
 )
 
 

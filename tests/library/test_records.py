@@ -18,10 +18,11 @@ def test_a_real_record_validates_and_is_small_on_the_wire(
     rec.validate()
     codec = TrackRecordCodec()
     data = codec.encode(rec)
-    # the crop (37,632 bytes raw), the JPEG snapshot, 5 x 128 + 5 floats and a small header
+    # the crop (37,632 bytes raw), the JPEG snapshot, 5 embeddings + 5 floats and a small header
     header = int.from_bytes(data[4:8], "little")
     assert header < 400
-    assert len(data) == 8 + header + 37_632 + len(samples[0].snapshot) + 5 * 128 * 4 + 5 * 4
+    dim = samples[0].embedding.size  # the default embedder's (320 for mobilefacenet-fused)
+    assert len(data) == 8 + header + 37_632 + len(samples[0].snapshot) + 5 * dim * 4 + 5 * 4
     back = codec.decode(data)
     assert back == rec and np.array_equal(back.crop, rec.crop) and back.snapshot == rec.snapshot
     assert np.array_equal(back.embeddings, rec.embeddings)
