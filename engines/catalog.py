@@ -74,9 +74,10 @@ MTCNN_NAMES = {"pnet": "mtcnn-pnet", "rnet": "mtcnn-rnet", "onet": "mtcnn-onet"}
 SIRIUS = "mobilefacenet-sirius"
 FOAMLIU = "mobilefacenet-foamliu"
 FUSED = "mobilefacenet-fused"  # foamliu and sirius in one graph (engines/builders/fused.py)
-# The two fused, with flip: the best on LFW's open set at every gallery size and the only
-# choice that names Barack Obama on the Hamilton clip while keeping strangers at the calibrated
-# rate; README, "Choosing the embedder", has the figures (`facewatch eval openset`, `eval
-# video`, `bench pipeline`).
+# The two fused: better than either on LFW's open set at every gallery size, and it names Barack
+# Obama on the Hamilton clip at the calibrated threshold, which sirius alone does not; with
+# flip it does better still but costs a quarter of the analysed fps on four streams, so flip
+# stays off.  README, "Choosing the embedder", has the figures (`facewatch eval openset`,
+# `eval video`, `bench pipeline`).
 DEFAULT_EMBEDDER = FUSED
-DEFAULT_FLIP = True
+DEFAULT_FLIP = False

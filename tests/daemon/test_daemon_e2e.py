@@ -87,10 +87,10 @@ CLOSE_UP_WIDTH = 150.0
 ENROLLED = {"lin", "obama"}
 
 # The gallery runs at the default operating point (no threshold set): for two people enrolled,
-# the default embedder (mobilefacenet-fused, flip) names someone at about 0.33 (`facewatch
-# gallery build` says so).  What the clip's tracks score against it (`facewatch eval video`):
-# Barack Obama 0.36 against the mean of his two portraits (0.34 against obama.jpg alone), Lin
-# 0.43 on the far stage and 0.80 close up; everyone not enrolled stays below 0.10.
+# the default embedder (mobilefacenet-fused) names someone at 0.326 (`facewatch gallery build`
+# says so).  What the clip's tracks score against it (`facewatch eval video`): Barack Obama
+# 0.336 against the mean of his two portraits (0.326 against obama.jpg alone), Lin 0.42 on the
+# far stage and 0.80 close up; everyone not enrolled stays below 0.10.
 GALLERY_HEADER = """\
 # The Hamilton clip's gallery, at the default threshold for its size.
 """

@@ -37,7 +37,7 @@ def test_fused_is_the_parts_unit_embeddings_side_by_side(models_dir: Path, examp
 
 def test_embedder_manifests_carry_their_open_set_calibration(models_dir: Path) -> None:
     store = ModelStore(models_dir)
-    flips = {catalog.FUSED: {False, True}, catalog.FOAMLIU: {False}}
+    flips = {catalog.FUSED: {False, True}, catalog.FOAMLIU: {False}, catalog.SIRIUS: {False}}
     for name, measured_with in flips.items():
         manifest = store.manifest(name)
         assert {c.flip for c in manifest.open_set} == measured_with, name

@@ -398,9 +398,9 @@ def test_settings_are_checked() -> None:
 CLIP = Path("data/videos/short_hamilton_clip.mp4")  # in ../shared
 PORTRAITS = Path("data/photos/face_recognition_examples/examples")
 
-# The gallery runs at the default operating point for two people (about 0.33 with the default
+# The gallery runs at the default operating point for two people (0.326 with the default
 # embedder).  Obama sits in the audience in three-quarter profile, about 80 px, in soft video:
-# against the mean of his two portraits his track aggregates to about 0.36, while every other
+# against the mean of his two portraits his track aggregates to about 0.336, while every other
 # face of the clip stays below 0.10 aggregated against either person.
 SAMPLE_FPS = 10.0
 
