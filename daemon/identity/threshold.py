@@ -117,8 +117,8 @@ def pair_rate_for(people: int, false_rate: float) -> float:
 def threshold_for(calibration: OpenSetCalibration, people: int, false_rate: float) -> float:
     """The threshold that keeps strangers named at about `false_rate` in a gallery of `people`."""
     if not MAX_FALSE_RATE_MIN <= false_rate <= MAX_FALSE_RATE_MAX:
-        raise ConfigError(f"max_false_rate must be between {MAX_FALSE_RATE_MIN:g} and "
-                          f"{MAX_FALSE_RATE_MAX:g}, got {false_rate}")
+        raise ConfigError(f"recognition.max_false_rate (--max-false-rate) must be between "
+                          f"{MAX_FALSE_RATE_MIN:g} and {MAX_FALSE_RATE_MAX:g}, got {false_rate}")
     x = math.log10(pair_rate_for(people, false_rate))
     xs = [math.log10(r) for r in calibration.pair_rates]  # descending
     ys = list(calibration.pair_thresholds)  # ascending
