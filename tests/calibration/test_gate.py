@@ -17,9 +17,7 @@ from facewatch.cli.main import main
 from facewatch.engines.store import ModelStore
 from facewatch.evaluation.lfw import read_pairs
 from facewatch.pipeline import PipelineSettings
-from tests.calibration.conftest import copy_models
-
-EMBEDDER = "mobilefacenet-foamliu"
+from tests.calibration.conftest import EMBEDDER, copy_models
 
 
 def _black_calibration(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -59,7 +57,8 @@ def test_gate_refuses_an_embedder_calibrated_on_black_images(
         monkeypatch: pytest.MonkeyPatch) -> None:
     _black_calibration(monkeypatch)
     pairs = _small_pairs(lfw_dir, tmp_path / "pairs.txt")
-    report = calibrate(ModelStore(store_copy), PipelineSettings(), video_source(hamilton, 30),
+    settings = PipelineSettings(embedder=EMBEDDER)
+    report = calibrate(ModelStore(store_copy), settings, video_source(hamilton, 30),
                        CalibrationOptions(nets=("embedder",), lfw_dir=lfw_dir, pairs=pairs,
                                           progress=False))
     (r,) = report.results
@@ -76,7 +75,8 @@ def test_gate_refuses_an_embedder_calibrated_on_black_images(
 def test_force_writes_the_refused_model_and_says_so(
         store_copy: Path, hamilton: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _black_calibration(monkeypatch)
-    report = calibrate(ModelStore(store_copy), PipelineSettings(), video_source(hamilton, 20),
+    settings = PipelineSettings(embedder=EMBEDDER)
+    report = calibrate(ModelStore(store_copy), settings, video_source(hamilton, 20),
                        CalibrationOptions(nets=("embedder",), force=True, progress=False))
     (r,) = report.results
     assert r.decision == "int8" and r.reason.startswith("forced past the gate")
@@ -89,7 +89,7 @@ def test_cli_exits_1_on_refusal_with_the_gate_in_json(
         capsys: pytest.CaptureFixture[str]) -> None:
     _black_calibration(monkeypatch)
     code = main(["calibrate", "--models", str(store_copy), "--video", str(hamilton),
-                 "--frames", "20", "--nets", "embedder", "--json"])
+                 "--frames", "20", "--nets", "embedder", "--embedder", EMBEDDER, "--json"])
     assert code == 1
     doc = json.loads(capsys.readouterr().out)
     assert doc["ok"] is False and doc["nets"][0]["decision"] == "refused"
@@ -98,12 +98,13 @@ def test_cli_exits_1_on_refusal_with_the_gate_in_json(
 def test_cli_calibrates_and_int8_then_loads(store_copy: Path, hamilton: Path, examples: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["calibrate", "--models", str(store_copy), "--video", str(hamilton),
-                 "--frames", "30", "--nets", "embedder", "--no-speed-check", "--json"])
+                 "--frames", "30", "--nets", "embedder", "--embedder", EMBEDDER,
+                 "--no-speed-check", "--json"])
     doc = json.loads(capsys.readouterr().out)
     assert code == 0, doc
     assert doc["nets"][0]["decision"] == "int8"
-    assert main(["embed", "--models", str(store_copy), "--precision", "int8", "--json",
-                 str(examples / "obama.jpg")]) == 2  # detector nets not calibrated yet
+    assert main(["embed", "--models", str(store_copy), "--precision", "int8", "--embedder", EMBEDDER,
+                 "--json", str(examples / "obama.jpg")]) == 2  # detector nets not calibrated yet
     err = capsys.readouterr().err
     assert "mtcnn-pnet has not been calibrated for int8" in err and "facewatch calibrate" in err
 

@@ -13,8 +13,7 @@ from facewatch.engines.backends.base import BackendOptions
 from facewatch.engines.store import ModelStore, variant_name
 from facewatch.errors import ModelError
 from facewatch.pipeline import FacePipeline, PipelineSettings
-
-EMBEDDER = "mobilefacenet-foamliu"
+from tests.calibration.conftest import EMBEDDER
 
 
 def test_variant_names() -> None:
@@ -43,8 +42,9 @@ def test_int8_opens_the_calibrated_files(calibrated: tuple[Path, CalibrationRepo
 def test_pipeline_signature_changes_with_precision(calibrated: tuple[Path, CalibrationReport]
                                                   ) -> None:
     store = ModelStore(calibrated[0])
-    fp32 = FacePipeline.load(PipelineSettings(), store)
-    int8 = FacePipeline.load(PipelineSettings(backend=BackendOptions(precision="int8")), store)
+    fp32 = FacePipeline.load(PipelineSettings(embedder=EMBEDDER), store)
+    int8 = FacePipeline.load(
+        PipelineSettings(embedder=EMBEDDER, backend=BackendOptions(precision="int8")), store)
     # Caches of embeddings (gallery, analysis) are keyed by it: no FP32 vector is reused.
     assert fp32.signature != int8.signature
 

@@ -20,8 +20,8 @@ from facewatch.engines.backends.tensorrt.profiles import pnet_canvases
 from facewatch.engines.store import ModelStore
 from facewatch.images import load_image
 from facewatch.pipeline import FacePipeline, PipelineSettings
+from tests.calibration.conftest import EMBEDDER
 
-EMBEDDER = "mobilefacenet-foamliu"
 # Measured on these 60 LFW faces with the ~50-image calibration of conftest: mean 0.9977,
 # min 0.9963 (the 314-frame proof calibration: 0.993 mean on 96 held-out video crops).
 COSINE_MEAN = 0.995
@@ -39,7 +39,8 @@ def lfw_crops(pipeline: FacePipeline, lfw_dir: Path) -> np.ndarray:
 
 
 def _embed(store: ModelStore, precision: str, crops: np.ndarray) -> np.ndarray:
-    p = FacePipeline.load(PipelineSettings(backend=BackendOptions(precision=precision)), store)  # type: ignore[arg-type]
+    backend = BackendOptions(precision=precision)  # type: ignore[arg-type]
+    p = FacePipeline.load(PipelineSettings(embedder=EMBEDDER, backend=backend), store)
     assert p.embedder is not None
     return p.embedder.embed(crops)
 

@@ -47,9 +47,10 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
-def test_unit_vectors_of_the_models_output(pipeline: FacePipeline, crops: np.ndarray) -> None:
-    embedder = pipeline.embedder
-    assert embedder is not None
+def test_unit_vectors_of_the_models_output(foamliu: tuple[ModelManifest, Runner],
+                                           crops: np.ndarray) -> None:
+    # a single model (the default fused embedder normalises inside its graph: test_fused_builder)
+    embedder = Embedder(*foamliu)
     vectors = embedder.embed(crops)
     assert vectors.shape == (4, 128) and vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
