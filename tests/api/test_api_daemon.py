@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 
 from facewatch.events import Event, FaceRecognized, FaceUnknown, TrackEnded
-from tests.api.test_api_library import needs_not
 from tests.daemon.test_daemon_e2e import CLOSE_UP_WIDTH, seat_of
 from tests.library.test_daemon_library import tracks_at
 from tests.support.daemon import DaemonProcess, ZmqEvents, wait_until, write_yaml
@@ -124,7 +123,6 @@ def test_naming_michelles_group_through_the_api(hamilton: tuple[Path, int, int],
         events.close()
 
 
-@needs_not
 def test_not_lin_on_a_track_wrongly_named_lin_sticks(hamilton: tuple[Path, int, int],
                                                       tmp_path: Path, models_dir: Path) -> None:
     config, zmq_port, api_port = hamilton

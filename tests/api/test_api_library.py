@@ -11,15 +11,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
 
-from facewatch.gallery.spec import _PersonEntry
 from tests.api.conftest import Api
-
-# the gallery's `not:` list comes with the open-set work (branch openset)
-needs_not = pytest.mark.skipif(
-    "not" not in {f.alias or n for n, f in _PersonEntry.model_fields.items()},
-    reason="the gallery loader does not know `not:` yet (it comes with the open-set work)")
 
 
 def _jpeg(path: Path) -> bytes:
@@ -139,7 +132,6 @@ def test_assign_faces_to_an_existing_person_split_and_dismiss(api: Api) -> None:
     assert regroup["faces"] >= 20 and regroup["groups"] >= 4
 
 
-@needs_not
 def test_not_a_person_and_its_undo(api: Api) -> None:
     face = api.get("/api/faces", params={"limit": 1}).json()["faces"][0]
     answer = api.post("/api/faces/not", json={"faces": [face["id"]], "person": "serena"})

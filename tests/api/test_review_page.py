@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 
 from facewatch.events import Event, FaceRecognized, FaceUnknown, TrackEnded
-from tests.api.test_api_library import needs_not
 from tests.daemon.test_daemon_e2e import CLOSE_UP_WIDTH, seat_of
 from tests.library.test_daemon_library import tracks_at
 from tests.support.daemon import DaemonProcess, ZmqEvents, wait_until, write_yaml
@@ -282,7 +281,6 @@ def _close_up(e: Event) -> bool:
     return isinstance(e, (FaceRecognized, FaceUnknown)) and e.bbox[2] - e.bbox[0] >= CLOSE_UP_WIDTH
 
 
-@needs_not
 def test_not_lin_on_a_wrongly_named_track_sticks(browser: WebDriver, daemon: Daemon,
                                                  tmp_path: Path) -> None:
     # A naming threshold so low that Lin's name lands on someone else (the pianist, Alex

@@ -14,7 +14,6 @@ from typing import Any
 
 import cv2
 import numpy as np
-import pytest
 from fastapi.testclient import TestClient
 
 from facewatch.api.app import ApiContext, create_app
