@@ -52,28 +52,33 @@ def daemon_setup(tmp_path: Path, models_dir: Path, shared_dir: Path, examples: P
     return config, zmq_port
 
 
+# Barack Obama too: from his portraits his small audience face is named with little to spare
+# (README, "Evaluating on video"); enrolled from the camera, at default settings, he is named.
+@pytest.mark.parametrize(("seat", "person", "name"), [("michelle", "michelle", "Michelle Obama"),
+                                                      ("obama", "barack", "Barack Obama")])
 def test_unknown_faces_are_kept_grouped_and_a_group_named_is_recognised_next_time(
-        daemon_setup: tuple[Path, int], tmp_path: Path, models_dir: Path) -> None:
+        daemon_setup: tuple[Path, int], tmp_path: Path, models_dir: Path, seat: str,
+        person: str, name: str) -> None:
     config, zmq_port = daemon_setup
     events = ZmqEvents(f"tcp://127.0.0.1:{zmq_port}")
     try:
         with DaemonProcess(config, models_dir, tmp_path) as daemon:
             events.follow(daemon)
             daemon.start()
-            # the first loop's audience: Michelle Obama's track ends, unknown
+            # the first loop's audience: the person's track ends, unknown
             wait_until(lambda: any(isinstance(e, TrackEnded) and e.track_id in
-                                   tracks_at(events.events, "michelle") for e in events.events),
-                       90, "Michelle Obama's first track ended", daemon.log_tail, daemon.gone)
-            michelle = tracks_at(events.events, "michelle")
+                                   tracks_at(events.events, seat) for e in events.events),
+                       90, f"{name}'s first track ended", daemon.log_tail, daemon.gone)
+            tracks = tracks_at(events.events, seat)
 
-            def her_faces() -> list[dict[str, Any]]:
+            def their_faces() -> list[dict[str, Any]]:
                 listed = facewatch("faces", "list", "--config", str(config), "--unknown",
                                    "--limit", "500", models_dir=models_dir)
-                return [f for f in listed["faces"] if f["track_id"] in michelle]
+                return [f for f in listed["faces"] if f["track_id"] in tracks]
 
-            wait_until(lambda: bool(her_faces()), 30, "her face in the library", daemon.log_tail,
-                       daemon.gone)
-            face = her_faces()[0]
+            wait_until(lambda: bool(their_faces()), 30, "their face in the library",
+                       daemon.log_tail, daemon.gone)
+            face = their_faces()[0]
             assert face["status"] == "unknown" and face["camera"] == "stage"
             assert Path(face["crop"]).is_file()
             group = face["group"]
@@ -82,16 +87,16 @@ def test_unknown_faces_are_kept_grouped_and_a_group_named_is_recognised_next_tim
                       facewatch("clusters", "list", "--config", str(config),
                                 models_dir=models_dir)["groups"]}
             assert group in groups and groups[group]["size"] >= 1
-            # name her group: the gallery gains her crops, the daemon reloads it
+            # name the group: the gallery gains its crops, the daemon reloads it
             named_at = time.time()
-            facewatch("clusters", "assign", str(group), "--person", "michelle", "--name",
-                      "Michelle Obama", "--config", str(config), models_dir=models_dir)
+            facewatch("clusters", "assign", str(group), "--person", person, "--name", name,
+                      "--config", str(config), models_dir=models_dir)
             gallery = (tmp_path / "gallery.yaml").read_text()
-            assert "michelle" in gallery and "faces/michelle/" in gallery
+            assert person in gallery and f"faces/{person}/" in gallery
             found = events.wait_for(
-                lambda e: isinstance(e, FaceRecognized) and e.identity == "michelle"
-                and e.ts > named_at, LOOP_S, "Michelle Obama recognised in a later loop")
-            assert seat_of(found.bbox) == "michelle"
+                lambda e: isinstance(e, FaceRecognized) and e.identity == person
+                and e.ts > named_at, LOOP_S, f"{name} recognised in a later loop")
+            assert seat_of(found.bbox) == seat
             before = len(facewatch("faces", "list", "--config", str(config), "--limit", "500",
                                    models_dir=models_dir)["faces"])
             daemon.terminate()
