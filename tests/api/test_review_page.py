@@ -223,6 +223,70 @@ def test_the_obamas_appear_under_unknown_groups(browser: WebDriver, daemon: Daem
     no_script_errors(browser)
 
 
+def _close_up(e: Event) -> bool:
+    return isinstance(e, (FaceRecognized, FaceUnknown)) and e.bbox[2] - e.bbox[0] >= CLOSE_UP_WIDTH
+
+
+def test_not_lin_on_a_wrongly_named_track_sticks(browser: WebDriver, daemon: Daemon,
+                                                 tmp_path: Path) -> None:
+    # A naming threshold so low that Lin's name lands on someone else (the pianist, Alex
+    # Lacamoire, in his close-up: 0.08-0.10 to Lin's portrait), set by a config reload.  The
+    # library's grouping follows the naming threshold unless told: its usual join threshold
+    # keeps unknown people apart.
+    daemon.settings.update(recognition={"threshold": 0.05}, library={"cluster_threshold": 0.497})
+    reloaded_at = _reload(daemon)
+    try:
+        _not_lin_sticks(browser, daemon, tmp_path, reloaded_at)
+    finally:  # the default settings again for the tests that follow
+        del daemon.settings["recognition"], daemon.settings["library"]
+        _reload(daemon)
+
+
+def _reload(daemon: Daemon) -> float:
+    """Write `daemon.settings` and reload them (SIGHUP); when it was asked."""
+    write_yaml(daemon.folder / "config.yaml", daemon.settings)
+    before = daemon.process.log_text().count("reloaded ")
+    asked = time.time()
+    daemon.process.send(signal.SIGHUP)
+    wait_until(lambda: daemon.process.log_text().count("reloaded ") > before, 30,
+               "the config reloaded", daemon.process.log_tail, daemon.process.gone)
+    return asked
+
+
+def _not_lin_sticks(browser: WebDriver, daemon: Daemon, tmp_path: Path,
+                    reloaded_at: float) -> None:
+    # It runs before Michelle Obama is enrolled (the next test): with her crops in the gallery
+    # his close-up can end named her at 0.05 (0.11).  His card shows the decision the track
+    # *ended* with, so wait for a close-up track that ended named Lin.
+    def named_lin_to_the_end(e: Event) -> bool:
+        return (isinstance(e, TrackEnded) and e.identity == "lin" and e.ts > reloaded_at
+                and any(_close_up(f) and f.track_id == e.track_id for f in daemon.events.events))
+
+    wrong = daemon.events.wait_for(named_lin_to_the_end, 3 * LOOP_S,
+                                   "the pianist's track ended named Lin")
+    browser.get(daemon.base + "/#recent")
+    card = until(browser, "his face named Lin", lambda d: next(
+        (c for c in d.find_elements(By.CSS_SELECTOR, "#recent li.card")
+         if c.get_attribute("data-track") == str(wrong.track_id)), False), LOOP_S)
+    assert "Lin-Manuel Miranda" in card.text
+    marked_at = time.time()
+    card.find_element(By.CSS_SELECTOR, "button.not").click()  # "Not Lin-Manuel Miranda"
+    until(browser, "the confirmation", lambda d: "not Lin-Manuel Miranda" in d.find_element(
+        By.ID, "toast").text)
+    first = daemon.events.wait_for(lambda e: _close_up(e) and isinstance(e, FaceUnknown)
+                                   and e.ts > marked_at, LOOP_S, "the pianist unknown")
+    daemon.events.wait_for(lambda e: _close_up(e) and e.ts > first.ts + 12.0, LOOP_S,
+                           "his close-up a loop later")
+    assert not [e for e in daemon.events.events if _close_up(e) and e.ts >= first.ts
+                and isinstance(e, FaceRecognized) and e.identity == "lin"]
+    browser.get(daemon.base + "/#people")
+    person = until(browser, "Lin's card", lambda d: d.find_element(
+        By.CSS_SELECTOR, "li.person[data-person='lin']"))
+    assert '"not Lin-Manuel Miranda" example' in person.text
+    shot(browser, tmp_path, "not-lin")
+    no_script_errors(browser)
+
+
 def test_naming_michelles_group_names_her_in_the_next_loop(browser: WebDriver, daemon: Daemon,
                                                            tmp_path: Path) -> None:
     group = daemon.group_of("michelle")
@@ -275,48 +339,6 @@ def test_the_page_reads_well_on_a_phone(browser: WebDriver, daemon: Daemon, tmp_
         shot(browser, tmp_path, "phone")
     finally:
         browser.set_window_size(1280, 1000)
-
-
-def _close_up(e: Event) -> bool:
-    return isinstance(e, (FaceRecognized, FaceUnknown)) and e.bbox[2] - e.bbox[0] >= CLOSE_UP_WIDTH
-
-
-def test_not_lin_on_a_wrongly_named_track_sticks(browser: WebDriver, daemon: Daemon,
-                                                 tmp_path: Path) -> None:
-    # A naming threshold so low that Lin's name lands on someone else (the pianist, Alex
-    # Lacamoire, in his close-up: 0.08-0.10 to Lin's portrait), set by a config reload.  The
-    # library's grouping follows the naming threshold unless told: its usual join threshold
-    # keeps unknown people apart.
-    daemon.settings.update(recognition={"threshold": 0.05}, library={"cluster_threshold": 0.497})
-    write_yaml(daemon.folder / "config.yaml", daemon.settings)
-    reloaded_at = time.time()
-    daemon.process.send(signal.SIGHUP)
-    wrong = daemon.events.wait_for(lambda e: _close_up(e) and isinstance(e, FaceRecognized)
-                                   and e.identity == "lin" and e.ts > reloaded_at, 2 * LOOP_S,
-                                   "the pianist named Lin")
-    daemon.events.wait_for(lambda e: isinstance(e, TrackEnded) and e.track_id == wrong.track_id,
-                           LOOP_S, "his track ended")
-    browser.get(daemon.base + "/#recent")
-    card = until(browser, "his face named Lin", lambda d: next(
-        (c for c in d.find_elements(By.CSS_SELECTOR, "#recent li.card")
-         if c.get_attribute("data-track") == str(wrong.track_id)), False), LOOP_S)
-    assert "Lin-Manuel Miranda" in card.text
-    marked_at = time.time()
-    card.find_element(By.CSS_SELECTOR, "button.not").click()  # "Not Lin-Manuel Miranda"
-    until(browser, "the confirmation", lambda d: "not Lin-Manuel Miranda" in d.find_element(
-        By.ID, "toast").text)
-    first = daemon.events.wait_for(lambda e: _close_up(e) and isinstance(e, FaceUnknown)
-                                   and e.ts > marked_at, LOOP_S, "the pianist unknown")
-    daemon.events.wait_for(lambda e: _close_up(e) and e.ts > first.ts + 12.0, LOOP_S,
-                           "his close-up a loop later")
-    assert not [e for e in daemon.events.events if _close_up(e) and e.ts >= first.ts
-                and isinstance(e, FaceRecognized) and e.identity == "lin"]
-    browser.get(daemon.base + "/#people")
-    person = until(browser, "Lin's card", lambda d: d.find_element(
-        By.CSS_SELECTOR, "li.person[data-person='lin']"))
-    assert '"not Lin-Manuel Miranda" example' in person.text
-    shot(browser, tmp_path, "not-lin")
-    no_script_errors(browser)
 
 
 def test_a_photo_uploaded_for_a_new_person_enrols(browser: WebDriver, daemon: Daemon,
