@@ -159,7 +159,8 @@ class MqttPublisher:
         self._connected = threading.Event()
         self._stopping = False
         self._failed_attempts = 0
-        self._last_failure: str | None = None  # the reason last logged, so it is logged once
+        # the reasons logged since attempts started failing, so that each is logged once
+        self._warned: set[str] = set()
         self._socket_error: str | None = None  # paho's last socket error, for messages
         self._refused = False  # the broker refused the current attempt with a CONNACK
         self._mid_event: dict[int, str | None] = {}  # in-flight message → its event (None: ours)
@@ -181,7 +182,7 @@ class MqttPublisher:
         s = self.settings
         self._stopping = False
         self._failed_attempts = 0
-        self._last_failure = None
+        self._warned.clear()
         if self.home_assistant is not None:
             self.home_assistant.start()
         client = _Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
@@ -361,7 +362,7 @@ class MqttPublisher:
         else:
             log.info("connected to MQTT broker %s", address)
         self._failed_attempts = 0
-        self._last_failure = None
+        self._warned.clear()
         prefix = self.settings.prefix
         self._publish_own(client, availability_topic(prefix), AVAILABLE.encode(), retain=True)
         with self._lock:
@@ -379,13 +380,14 @@ class MqttPublisher:
                                                     getattr(client, "last_error", None)))
 
     def _connect_failed(self, why: str) -> None:
-        """One warning when attempts start failing, and again only if the reason changes
-        (unreachable, then a certificate refused): a broker away for an hour is one line."""
+        """One warning for each reason while attempts fail (unreachable, then a certificate
+        refused): a broker away for an hour is one line, and so is a refusal that reaches us
+        in one of two ways at random (TLS 1.3 ends the handshake or the connection)."""
         self._failed_attempts += 1
-        if why == self._last_failure:
+        if why in self._warned:
             log.debug("%s (attempt %d)", why, self._failed_attempts)
             return
-        self._last_failure = why
+        self._warned.add(why)
         # The daemon keeps undelivered events in its on-disk outbox (publishers.delivery);
         # this transport itself holds at most `max_queued` messages.
         log.warning("%s; undelivered events are kept and paho retries in the background "
@@ -401,7 +403,7 @@ class MqttPublisher:
             log.warning("lost the connection to MQTT broker %s (%s); reconnecting",
                         self.settings.address, reason)
             self._failed_attempts = 0
-            self._last_failure = None
+            self._warned.clear()
             return
         if self._refused:  # refused with a CONNACK, already reported
             self._refused = False

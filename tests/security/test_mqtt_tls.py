@@ -127,8 +127,11 @@ def test_the_host_name_localhost_is_checked_against_the_certificate_too(broker: 
 
 
 def _refused(publisher: MqttPublisher, caplog: pytest.LogCaptureFixture, expected: str) -> str:
-    """Starts `publisher`, which must not connect: one warning containing `expected`, several
-    attempts (paho keeps retrying, the process does not crash), and events still accepted."""
+    """Starts `publisher`, which must not connect: a warning containing `expected`, several
+    attempts (paho keeps retrying, the process does not crash), and events still accepted.
+    Each reason is warned about once; under load a refusal sometimes reaches the client in a
+    second way (TLS 1.3: the alert during the handshake, or the connection closed after it),
+    so there may be two warnings, never one per attempt."""
     with caplog.at_level(logging.DEBUG, logger="facewatch.publishers.mqtt"):
         publisher.start()
         publisher.publish(status().stamped(1, time.time()))  # kept for when it connects
@@ -136,11 +139,12 @@ def _refused(publisher: MqttPublisher, caplog: pytest.LogCaptureFixture, expecte
                    TIMEOUT_S, "at least three attempts")
         assert not publisher.connected
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    assert len(warnings) == 1, warnings
-    assert expected in warnings[0], warnings[0]
-    assert "\n" not in warnings[0]
+    assert len(set(warnings)) == len(warnings) <= 2, warnings
+    line = next((w for w in warnings if expected in w), None)
+    assert line is not None, warnings
+    assert "\n" not in line
     assert PASSWORD not in caplog.text and "nope-nope" not in caplog.text
-    return warnings[0]
+    return line
 
 
 def test_a_broker_certificate_from_another_ca_is_refused(broker: Mosquitto, pki: Pki,
