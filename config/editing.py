@@ -28,6 +28,7 @@ from facewatch.config.daemon import DaemonConfig
 from facewatch.errors import ConfigError
 from facewatch.ownership import Ownership, make_folders
 from facewatch.yamlfile import MAX_YAML_BYTES, parse_yaml, read_small_text
+from facewatch.yamllines import cut_items, dash_line, end_of_block, is_comment_or_blank
 
 
 def example_text() -> str:
@@ -93,10 +94,10 @@ def append_list_item(text: str, path: Path, key: str, item: dict[str, Any]) -> s
         first, rest = block.split("\n", 1)
         new_head = f"{first}  {comment}" if comment else f"{first}\n"
         return "".join(lines[:key_line] + [new_head, _indent(rest, "  ")] + lines[key_line + 1:])
-    end = _end_of_block(lines, data, key)
-    while end > key_line + 1 and _is_comment_or_blank(lines[end - 1]):
+    end = end_of_block(lines, data, key)
+    while end > key_line + 1 and is_comment_or_blank(lines[end - 1]):
         end -= 1
-    dash = _dash_line(lines, int(_rt(value).lc.item(0)[0]))
+    dash = dash_line(lines, int(_rt(value).lc.item(0)[0]))
     indent = lines[dash][:len(lines[dash]) - len(lines[dash].lstrip())]
     entry = yaml.safe_dump([item], sort_keys=False, default_flow_style=False)
     return "".join(lines[:end] + [_indent(entry, indent)] + lines[end:])
@@ -120,17 +121,7 @@ def remove_list_items(text: str, path: Path, key: str, match: Callable[[Any], bo
             else f"{key}: []\n"
         return "".join(lines[:key_line] + [block] + lines[key_line + 1:])
     starts = [int(_rt(value).lc.item(i)[0]) for i in range(len(value))]
-    end_of_list = _end_of_block(lines, data, key)
-    cut: set[int] = set()
-    for i in found:
-        start = _dash_line(lines, starts[i])
-        stop = _dash_line(lines, starts[i + 1]) if i + 1 < len(starts) else end_of_list
-        while stop > start and _is_comment_or_blank(lines[stop - 1]):
-            stop -= 1
-        while start > 0 and lines[start - 1].strip().startswith("#"):
-            start -= 1
-        cut.update(range(start, stop))
-    return "".join(line for n, line in enumerate(lines) if n not in cut)
+    return "".join(cut_items(lines, starts, found, end_of_block(lines, data, key)))
 
 
 def save_config(path: Path, text: str, check: Callable[[Path], DaemonConfig]) -> DaemonConfig:
@@ -178,23 +169,3 @@ def _plain(value: Any) -> Any:
 def _indent(block: str, indent: str) -> str:
     return "".join(indent + line if line.strip() else line
                    for line in io.StringIO(block).readlines())
-
-
-def _is_comment_or_blank(line: str) -> bool:
-    return not line.strip() or line.lstrip().startswith("#")
-
-
-def _dash_line(lines: list[str], line: int) -> int:
-    """The line holding the `- ` that opens the item whose first key is on `line`."""
-    while line > 0 and not lines[line].lstrip().startswith("-"):
-        line -= 1
-    return line
-
-
-def _end_of_block(lines: list[str], data: Any, key: str) -> int:
-    """The line of the first top-level key after `key`, or the end of the file."""
-    keys = list(data.keys())
-    after = keys[keys.index(key) + 1:]
-    if after:
-        return int(data.lc.key(after[0])[0])
-    return len(lines)

@@ -24,6 +24,7 @@ from ruamel.yaml.error import YAMLError
 from facewatch.errors import GalleryError
 from facewatch.ownership import Ownership, make_folders
 from facewatch.yamlfile import MAX_YAML_BYTES, parse_yaml, read_small_text
+from facewatch.yamllines import cut_items, end_of_block
 
 
 def _yaml() -> YAML:
@@ -176,46 +177,14 @@ def remove_person(person_id: str) -> Change:
             return None  # type: ignore[return-value]
         lines = text.splitlines(keepends=True)
         starts = [people.lc.item(i)[0] for i in range(len(people))]
-        end_of_people = _end_of_block(lines, data)
-        cut: set[int] = set()
-        for i in found:
-            start = _dash_line(lines, starts[i])
-            stop = _dash_line(lines, starts[i + 1]) if i + 1 < len(starts) else end_of_people
-            # keep the comments and blank lines directly above whatever follows
-            while stop > start and _is_comment_or_blank(lines[stop - 1]):
-                stop -= 1
-            # the comment lines directly above this person (no blank line between) are theirs
-            while start > 0 and lines[start - 1].strip().startswith("#"):
-                start -= 1
-            cut.update(range(start, stop))
-        kept = [line for n, line in enumerate(lines) if n not in cut]
+        kept = cut_items(lines, starts, found, end_of_block(lines, data, "people"))
         if len(found) == len(people):  # nobody left: keep the file valid
             at = people.lc.line if hasattr(people, "lc") else 0
             key_line = max(n for n in range(at + 1) if lines[n].lstrip().startswith("people"))
-            kept[key_line - sum(1 for n in cut if n < key_line)] = "people: []\n"
+            kept[key_line] = "people: []\n"  # every cut line is below it
         return "".join(kept)
 
     return change
-
-
-def _is_comment_or_blank(line: str) -> bool:
-    return not line.strip() or line.lstrip().startswith("#")
-
-
-def _dash_line(lines: list[str], line: int) -> int:
-    """The line holding the `- ` that opens the item whose first key is on `line`."""
-    while line > 0 and not lines[line].lstrip().startswith("-"):
-        line -= 1
-    return line
-
-
-def _end_of_block(lines: list[str], data: dict[str, Any]) -> int:
-    """The line of the first top-level key after `people:`, or the end of the file."""
-    keys = list(data.keys())
-    after = keys[keys.index("people") + 1:] if "people" in keys else []
-    if after and hasattr(data, "lc"):
-        return int(data.lc.key(after[0])[0])
-    return len(lines)
 
 
 def rename_person(person_id: str, name: str) -> Change:
